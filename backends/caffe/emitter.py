@@ -1,0 +1,573 @@
+"""IR -> Caffe layers, one explicit handler per IR op.
+
+Every handler emits the layer(s) and their blobs together, through the
+project's own protobuf schema (:mod:`.schema`) for the chosen dialect.  Only
+layers of BVLC Caffe 1.0 are emitted (:data:`BVLC_LAYER_TYPES`); constructs
+without a direct layer are written as exact compositions of them:
+
+* ``Min(x, c)`` = ``-max(-x, -c)``: Power(scale=-1) (negation is exact),
+  a constant blob made by Power(scale=0, shift=-c) from the same tensor
+  (Caffe's Power layer fills ``shift`` exactly when ``scale*power == 0``),
+  Eltwise MAX, Power(scale=-1).  ReLU6 is ReLU + that.
+* ``Max(x, c)``: constant by Power(scale=0, shift=c), Eltwise MAX.
+* a channel shuffle: Slice into single channels + Concat in shuffled order.
+* a broadcast multiply by an (N, C, 1, 1) tensor (squeeze-excitation):
+  Flatten to (N, C) + Scale(axis=0) with two bottoms.
+* a pooling whose Caffe output would be one window longer than the IR's
+  (no padding, stride > kernel): Pooling + Slice, the surplus Silenced.
+
+Layer names are IR node names; blob (top) names are IR tensor names, so a
+Caffe net's blobs line up with the IR reference for divergence search.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from xconv.errors import BackendError, UnsupportedOpError
+from xconv.ir import Graph, Node
+
+from xconv.ops import pool_out
+from xconv.passes.legalize_pool import caffe_pool_out
+
+from .schema import CaffeSchema
+
+log = logging.getLogger(__name__)
+
+#: The layer types of BVLC Caffe 1.0's registry that this backend may emit.
+BVLC_LAYER_TYPES = frozenset({
+    "Input", "Convolution", "Pooling", "InnerProduct", "BatchNorm", "Scale", "Bias", "ReLU", "Sigmoid",
+    "TanH", "ELU", "PReLU", "Softmax", "Eltwise", "Concat", "Slice", "Silence", "Flatten", "Reshape",
+    "Power", "Exp", "AbsVal", "Split",
+})
+
+EltSUM, EltPROD, EltMAX = 1, 0, 2  # EltwiseParameter.EltwiseOp values (PROD=0, SUM=1, MAX=2)
+
+
+@dataclass
+class Layer:
+    msg: Any                      # LayerParameter (without blobs)
+    blobs: list[np.ndarray] = field(default_factory=list)
+
+
+class Emitter:
+    def __init__(self, graph: Graph, schema: CaffeSchema, dialect: str) -> None:
+        self.g = graph
+        self.S = schema
+        self.dialect = dialect
+        self.layers: list[Layer] = []
+        self.layer_names: set[str] = set()
+        self.blob_names: set[str] = set(graph.types) | set(graph.inputs)
+        self.silenced: list[str] = []
+
+    # -------------------------------------------------------------- helpers
+    def fresh_blob(self, base: str) -> str:
+        name, i = base, 1
+        while name in self.blob_names:
+            name = f"{base}_{i}"
+            i += 1
+        self.blob_names.add(name)
+        return name
+
+    def layer(self, type_: str, name: str, bottoms: list[str], tops: list[str],
+              blobs: list[np.ndarray] | None = None) -> Any:
+        if type_ not in BVLC_LAYER_TYPES:
+            raise BackendError(f"internal: layer type {type_} is not a BVLC 1.0 layer")
+        lname, i = name, 1
+        while lname in self.layer_names:
+            lname = f"{name}_{i}"
+            i += 1
+        self.layer_names.add(lname)
+        msg = self.S.LayerParameter(name=lname, type=type_, bottom=bottoms, top=tops)
+        self.layers.append(Layer(msg, [np.ascontiguousarray(b, dtype=np.float32) for b in (blobs or [])]))
+        return msg
+
+    def shape(self, t: str) -> tuple[int, ...]:
+        return self.g.type_of(t).shape
+
+    def param(self, t: str) -> np.ndarray | None:
+        return self.g.params.get(t)
+
+    def silence(self, tops: list[str]) -> None:
+        self.silenced.extend(tops)
+
+    def power(self, x: str, out: str, name: str, scale: float = 1.0, shift: float = 0.0, power: float = 1.0) -> str:
+        m = self.layer("Power", name, [x], [out])
+        p = m.power_param
+        if power != 1.0:
+            p.power = power
+        if scale != 1.0:
+            p.scale = scale
+        if shift != 0.0:
+            p.shift = shift
+        return out
+
+    def eltwise(self, op: int, bottoms: list[str], out: str, name: str, coeff: list[float] | None = None) -> str:
+        m = self.layer("Eltwise", name, bottoms, [out])
+        if op != EltSUM:
+            m.eltwise_param.operation = op
+        if coeff:
+            m.eltwise_param.coeff.extend(coeff)
+        return out
+
+    def const_like(self, x: str, value: float, name: str) -> str:
+        """A blob of x's shape filled with ``value`` exactly (Power with scale 0)."""
+        return self.power(x, self.fresh_blob(f"{name}/const"), f"{name}/const", scale=0.0, shift=value)
+
+    def neg(self, x: str, name: str, out: str | None = None) -> str:
+        return self.power(x, out or self.fresh_blob(f"{name}/neg"), f"{name}/neg" if out is None else name,
+                          scale=-1.0)
+
+    def slice_out(self, x: str, axis: int, start: int, end: int, out: str, name: str) -> None:
+        size = self.shape(x)[axis] if x in self.g.types or x in self.g.inputs else None
+        assert size is not None
+        self.slice_raw(x, axis, size, start, end, out, name)
+
+    def slice_raw(self, x: str, axis: int, size: int, start: int, end: int, out: str, name: str) -> None:
+        points, tops, drop = [], [], []
+        if start > 0:
+            points.append(start)
+            d = self.fresh_blob(f"{name}/discard_head")
+            tops.append(d)
+            drop.append(d)
+        tops.append(out)
+        if end < size:
+            points.append(end)
+            d = self.fresh_blob(f"{name}/discard_tail")
+            tops.append(d)
+            drop.append(d)
+        if not points:
+            self.layer("Split", name, [x], [out])
+            return
+        m = self.layer("Slice", name, [x], tops)
+        m.slice_param.axis = axis
+        m.slice_param.slice_point.extend(points)
+        self.silence(drop)
+
+    # ----------------------------------------------------------------- main
+    def run(self) -> None:
+        for name, t in self.g.inputs.items():
+            m = self.layer("Input", name, [], [name])
+            m.input_param.shape.add().dim.extend(t.shape)
+        missing = [(n.op, n.name) for n in self.g.nodes if n.op not in HANDLERS]
+        if missing:
+            raise UnsupportedOpError("caffe", missing,
+                                     hint=f"these IR ops have no Caffe ({self.dialect}) form; try --to onnx")
+        for n in self.g.nodes:
+            HANDLERS[n.op](self, n)
+        if self.silenced:
+            self.layer("Silence", "xconv_silence", list(self.silenced), [])
+
+
+Handler = Callable[[Emitter, Node], None]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handler(*ops: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for op in ops:
+            HANDLERS[op] = fn
+        return fn
+    return deco
+
+
+def _hw(msg: Any, stem: str, values: tuple[int, int], default: int, square_field: str | None = None) -> None:
+    """Write a per-axis pair as ``<stem>`` (square) or ``<stem>_h``/``<stem>_w``."""
+    h, w = values
+    if h == w:
+        if h == default:
+            return
+        f = square_field or stem
+        fd = msg.DESCRIPTOR.fields_by_name[f]
+        if fd.is_repeated:
+            getattr(msg, f).append(h)
+        else:
+            setattr(msg, f, h)
+    else:
+        setattr(msg, f"{stem}_h", h)
+        setattr(msg, f"{stem}_w", w)
+
+
+# --------------------------------------------------------------------------- layers
+@handler("Conv")
+def _conv(e: Emitter, n: Node) -> None:
+    a = n.attrs
+    t, l, b, r = a["pads"]
+    if t != b or l != r:
+        raise BackendError(f"{n.where()}: asymmetric pads {a['pads']} reached the Caffe backend "
+                           "(the legalize_pad pass rewrites them)")
+    w = e.param(n.inputs[1])
+    if w is None:
+        raise BackendError(f"{n.where()}: Caffe needs constant convolution weights")
+    bias = e.param(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+    blobs = [w] + ([bias] if bias is not None else [])
+    m = e.layer("Convolution", n.name, [n.inputs[0]], [n.outputs[0]], blobs)
+    p = m.convolution_param
+    p.num_output = w.shape[0]
+    if bias is None:
+        p.bias_term = False
+    _hw(p, "kernel", a["kernel_shape"], -1, "kernel_size")
+    _hw(p, "stride", a["strides"], 1, "stride")
+    _hw(p, "pad", (t, l), 0, "pad")
+    if a["dilations"] != (1, 1):
+        p.dilation.extend(a["dilations"] if a["dilations"][0] != a["dilations"][1] else a["dilations"][:1])
+    if a["group"] != 1:
+        p.group = a["group"]
+
+
+@handler("Gemm")
+def _gemm(e: Emitter, n: Node) -> None:
+    w = e.param(n.inputs[1])
+    if w is None:
+        raise BackendError(f"{n.where()}: Caffe needs constant InnerProduct weights")
+    bias = e.param(n.inputs[2]) if len(n.inputs) > 2 and n.inputs[2] else None
+    m = e.layer("InnerProduct", n.name, [n.inputs[0]], [n.outputs[0]], [w] + ([bias] if bias is not None else []))
+    m.inner_product_param.num_output = w.shape[0]
+    if bias is None:
+        m.inner_product_param.bias_term = False
+
+
+@handler("BatchNormalization")
+def _bn(e: Emitter, n: Node) -> None:
+    s, b, mean, var = (e.param(i) for i in n.inputs[1:])
+    if any(v is None for v in (s, b, mean, var)):
+        raise BackendError(f"{n.where()}: Caffe needs constant BatchNorm statistics")
+    mid = e.fresh_blob(f"{n.outputs[0]}/bn")
+    # third blob: the moving-average scale factor Caffe divides mean and var by
+    m = e.layer("BatchNorm", n.name, [n.inputs[0]], [mid], [mean, var, np.ones(1, np.float32)])
+    m.batch_norm_param.use_global_stats = True
+    m.batch_norm_param.eps = n.attrs["epsilon"]
+    sc = e.layer("Scale", f"{n.name}/scale", [mid], [n.outputs[0]], [s, b])
+    sc.scale_param.bias_term = True
+
+
+def _pool_common(e: Emitter, n: Node, method: int) -> None:
+    a = n.attrs
+    t, l, b, r = a["pads"]
+    if t != b or l != r:
+        raise BackendError(f"{n.where()}: asymmetric pooling pads reached the Caffe backend "
+                           "(the legalize_pool pass rewrites them)")
+    ceil = a["ceil_mode"]
+    if not ceil and e.dialect not in ("ceil-mode", "brocolli"):
+        raise BackendError(f"{n.where()}: floor-mode pooling has no field in dialect '{e.dialect}' "
+                           "(legalize_pool emulates it; dialect 'ceil-mode' writes ceil_mode: false)")
+    if n.op == "AveragePool" and not a["count_include_pad"] and (t or l):
+        raise BackendError(f"{n.where()}: Caffe average pooling counts padding; "
+                           "legalize_pool rewrites count_include_pad=False")
+    x = n.inputs[0]
+    _, _, h, w = e.shape(x)
+    (kh, kw), (sh, sw) = a["kernel_shape"], a["strides"]
+    any_pad = bool(t or l)
+    ch, cw = caffe_pool_out(h, kh, sh, t, ceil, any_pad), caffe_pool_out(w, kw, sw, l, ceil, any_pad)
+    oh, ow = pool_out(h, kh, sh, t, b, ceil), pool_out(w, kw, sw, l, r, ceil)
+    out = n.outputs[0]
+    pooled = out if (ch, cw) == (oh, ow) else e.fresh_blob(f"{out}/caffe_pool")
+    m = e.layer("Pooling", n.name, [x], [pooled])
+    p = m.pooling_param
+    p.pool = method
+    _hw(p, "kernel", (kh, kw), -1, "kernel_size")
+    _hw(p, "stride", (sh, sw), 1, "stride")
+    _hw(p, "pad", (t, l), 0, "pad")
+    if not ceil:
+        p.ceil_mode = False
+    if (ch, cw) != (oh, ow):
+        # Caffe keeps a trailing window that starts past the input when nothing is padded
+        cur = pooled
+        if ch != oh:
+            nxt = out if cw == ow else e.fresh_blob(f"{out}/trim_h")
+            e.slice_raw(cur, 2, ch, 0, oh, nxt, f"{n.name}/trim_h")
+            cur = nxt
+        if cw != ow:
+            e.slice_raw(cur, 3, cw, 0, ow, out, f"{n.name}/trim_w")
+
+
+@handler("MaxPool")
+def _maxpool(e: Emitter, n: Node) -> None:
+    _pool_common(e, n, 0)
+
+
+@handler("AveragePool")
+def _avgpool(e: Emitter, n: Node) -> None:
+    _pool_common(e, n, 1)
+
+
+@handler("GlobalAveragePool", "GlobalMaxPool")
+def _gpool(e: Emitter, n: Node) -> None:
+    m = e.layer("Pooling", n.name, [n.inputs[0]], [n.outputs[0]])
+    m.pooling_param.pool = 1 if n.op == "GlobalAveragePool" else 0
+    m.pooling_param.global_pooling = True
+
+
+# --------------------------------------------------------------------------- activations
+@handler("Relu")
+def _relu(e: Emitter, n: Node) -> None:
+    e.layer("ReLU", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+@handler("LeakyRelu")
+def _leaky(e: Emitter, n: Node) -> None:
+    m = e.layer("ReLU", n.name, [n.inputs[0]], [n.outputs[0]])
+    m.relu_param.negative_slope = n.attrs["alpha"]
+
+
+@handler("Sigmoid")
+def _sigmoid(e: Emitter, n: Node) -> None:
+    e.layer("Sigmoid", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+@handler("Tanh")
+def _tanh(e: Emitter, n: Node) -> None:
+    e.layer("TanH", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+@handler("Elu")
+def _elu(e: Emitter, n: Node) -> None:
+    m = e.layer("ELU", n.name, [n.inputs[0]], [n.outputs[0]])
+    if n.attrs["alpha"] != 1.0:
+        m.elu_param.alpha = n.attrs["alpha"]
+
+
+@handler("PRelu")
+def _prelu(e: Emitter, n: Node) -> None:
+    slope = e.param(n.inputs[1])
+    if slope is None:
+        raise BackendError(f"{n.where()}: Caffe needs a constant PReLU slope")
+    m = e.layer("PReLU", n.name, [n.inputs[0]], [n.outputs[0]], [slope.reshape(-1)])
+    if slope.size == 1:
+        m.prelu_param.channel_shared = True
+
+
+@handler("Softmax")
+def _softmax(e: Emitter, n: Node) -> None:
+    m = e.layer("Softmax", n.name, [n.inputs[0]], [n.outputs[0]])
+    ax = n.attrs["axis"] % e.g.type_of(n.inputs[0]).rank
+    if ax != 1:
+        m.softmax_param.axis = ax
+
+
+@handler("Exp")
+def _exp(e: Emitter, n: Node) -> None:
+    e.layer("Exp", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+@handler("Abs")
+def _abs(e: Emitter, n: Node) -> None:
+    e.layer("AbsVal", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+@handler("Sqrt")
+def _sqrt(e: Emitter, n: Node) -> None:
+    e.power(n.inputs[0], n.outputs[0], n.name, power=0.5)
+
+
+@handler("Neg")
+def _neg(e: Emitter, n: Node) -> None:
+    e.power(n.inputs[0], n.outputs[0], n.name, scale=-1.0)
+
+
+@handler("Identity")
+def _identity(e: Emitter, n: Node) -> None:
+    e.layer("Split", n.name, [n.inputs[0]], [n.outputs[0]])
+
+
+# --------------------------------------------------------------------------- binary
+def _scalar(e: Emitter, t: str) -> float | None:
+    a = e.param(t)
+    return None if a is None or a.size != 1 else float(a.reshape(()))
+
+
+def _const_axes(e: Emitter, x: str, c: np.ndarray, n: Node) -> tuple[int, np.ndarray]:
+    """For a constant broadcast against x: (axis, blob) with blob matching x's dims from axis."""
+    xs = e.shape(x)
+    cs = (1,) * (len(xs) - c.ndim) + tuple(c.shape)
+    nz = [i for i, d in enumerate(cs) if d != 1]
+    if not nz:
+        return -1, c.reshape(())
+    a0, a1 = nz[0], nz[-1]
+    if any(cs[i] != xs[i] for i in range(a0, a1 + 1)) or a0 == 0:
+        raise BackendError(f"{n.where()}: constant of shape {c.shape} broadcast against {xs} "
+                           "has no Scale/Bias form in Caffe")
+    return a0, c.reshape(cs[a0:a1 + 1])
+
+
+def _flatten_nc11(e: Emitter, t: str, name: str) -> str:
+    out = e.fresh_blob(f"{t}/flat")
+    e.layer("Flatten", f"{name}/flatten", [t], [out])
+    return out
+
+
+def _broadcast_pair(e: Emitter, n: Node) -> tuple[str, str] | None:
+    """(big, small) when small is (N, C, 1, 1) against big (N, C, H, W)."""
+    a, b = n.inputs
+    sa, sb = e.shape(a), e.shape(b)
+    for big, small, sbig, ssmall in ((a, b, sa, sb), (b, a, sb, sa)):
+        if len(sbig) == 4 and ssmall == sbig[:2] + (1, 1) and sbig != ssmall:
+            return big, small
+    return None
+
+
+@handler("Add", "Sub")
+def _add(e: Emitter, n: Node) -> None:
+    a, b = n.inputs
+    out = n.outputs[0]
+    sign = -1.0 if n.op == "Sub" else 1.0
+    pa, pb = e.param(a), e.param(b)
+    if pa is None and pb is None:
+        if e.shape(a) == e.shape(b):
+            e.eltwise(EltSUM, [a, b], out, n.name, coeff=[1.0, -1.0] if n.op == "Sub" else None)
+            return
+        pair = _broadcast_pair(e, n)
+        if pair is not None and n.op == "Add":
+            big, small = pair
+            m = e.layer("Bias", n.name, [big, _flatten_nc11(e, small, n.name)], [out])
+            m.bias_param.axis = 0
+            return
+        raise BackendError(f"{n.where()}: broadcast {n.op} of {e.shape(a)} and {e.shape(b)} has no Caffe form")
+    if pa is not None and pb is not None:
+        raise BackendError(f"{n.where()}: both operands constant (should have been folded)")
+    if pa is not None:  # c + x  or  c - x
+        x, c, xsign = b, pa, sign
+        csign = 1.0
+    else:               # x + c  or  x - c
+        x, c, xsign = a, pb, 1.0
+        csign = sign
+    s = None if c.size != 1 else float(c.reshape(()))
+    if s is not None:
+        e.power(x, out, n.name, scale=xsign, shift=csign * s)  # negation of a float is exact
+        return
+    if xsign != 1.0:
+        raise BackendError(f"{n.where()}: constant minus tensor with a non-scalar constant")
+    axis, blob = _const_axes(e, x, c, n)
+    m = e.layer("Bias", n.name, [x], [out], [csign * blob])
+    m.bias_param.axis = axis
+    m.bias_param.num_axes = blob.ndim
+
+
+@handler("Mul")
+def _mul(e: Emitter, n: Node) -> None:
+    a, b = n.inputs
+    out = n.outputs[0]
+    pa, pb = e.param(a), e.param(b)
+    if pa is None and pb is None:
+        if e.shape(a) == e.shape(b):
+            e.eltwise(EltPROD, [a, b], out, n.name)
+            return
+        pair = _broadcast_pair(e, n)
+        if pair is not None:
+            big, small = pair
+            m = e.layer("Scale", n.name, [big, _flatten_nc11(e, small, n.name)], [out])
+            m.scale_param.axis = 0
+            return
+        raise BackendError(f"{n.where()}: broadcast Mul of {e.shape(a)} and {e.shape(b)} has no Caffe form")
+    x, c = (b, pa) if pa is not None else (a, pb)
+    assert c is not None
+    if c.size == 1:
+        e.power(x, out, n.name, scale=float(c.reshape(())))
+        return
+    axis, blob = _const_axes(e, x, c, n)
+    m = e.layer("Scale", n.name, [x], [out], [blob])
+    m.scale_param.axis = axis
+    m.scale_param.num_axes = blob.ndim
+
+
+@handler("Div")
+def _div(e: Emitter, n: Node) -> None:
+    a, b = n.inputs
+    s = _scalar(e, b)
+    if s is not None and e.param(a) is None:
+        # x * (1/c): one float32 rounding from x / c (<= 1 ulp)
+        e.power(a, n.outputs[0], n.name, scale=1.0 / s)
+        return
+    if e.param(a) is None and e.param(b) is None and e.shape(a) == e.shape(b):
+        inv = e.power(b, e.fresh_blob(f"{n.name}/recip"), f"{n.name}/recip", power=-1.0)
+        e.eltwise(EltPROD, [a, inv], n.outputs[0], n.name)
+        return
+    raise BackendError(f"{n.where()}: this division has no Caffe form")
+
+
+@handler("Max", "Min")
+def _maxmin(e: Emitter, n: Node) -> None:
+    a, b = n.inputs
+    out = n.outputs[0]
+    pa, pb = e.param(a), e.param(b)
+    if pa is None and pb is None:
+        if e.shape(a) != e.shape(b):
+            raise BackendError(f"{n.where()}: broadcast {n.op} has no Caffe form")
+        if n.op == "Max":
+            e.eltwise(EltMAX, [a, b], out, n.name)
+        else:  # min(a, b) = -max(-a, -b)
+            m = e.eltwise(EltMAX, [e.neg(a, f"{n.name}/a"), e.neg(b, f"{n.name}/b")],
+                          e.fresh_blob(f"{n.name}/max"), f"{n.name}/max")
+            e.neg(m, n.name, out=out)
+        return
+    x, c = (b, pa) if pa is not None else (a, pb)
+    if c is None or c.size != 1:
+        raise BackendError(f"{n.where()}: {n.op} with a non-scalar constant has no Caffe form")
+    v = float(c.reshape(()))
+    if n.op == "Max":
+        if v == 0.0:
+            e.layer("ReLU", n.name, [x], [out])
+            return
+        e.eltwise(EltMAX, [x, e.const_like(x, v, n.name)], out, n.name)
+        return
+    nx = e.neg(x, n.name)
+    m = e.eltwise(EltMAX, [nx, e.const_like(nx, -v, n.name)], e.fresh_blob(f"{n.name}/max"), f"{n.name}/max")
+    e.neg(m, n.name, out=out)
+
+
+# --------------------------------------------------------------------------- structure
+@handler("Concat")
+def _concat(e: Emitter, n: Node) -> None:
+    m = e.layer("Concat", n.name, list(n.inputs), [n.outputs[0]])
+    ax = n.attrs["axis"] % e.g.type_of(n.inputs[0]).rank
+    if ax != 1:
+        m.concat_param.axis = ax
+
+
+@handler("Split")
+def _split(e: Emitter, n: Node) -> None:
+    m = e.layer("Slice", n.name, [n.inputs[0]], list(n.outputs))
+    ax = n.attrs["axis"] % e.g.type_of(n.inputs[0]).rank
+    m.slice_param.axis = ax
+    m.slice_param.slice_point.extend(np.cumsum(n.attrs["split"])[:-1].tolist())
+
+
+@handler("Slice")
+def _slice(e: Emitter, n: Node) -> None:
+    ax = n.attrs["axis"] % e.g.type_of(n.inputs[0]).rank
+    e.slice_out(n.inputs[0], ax, n.attrs["start"], n.attrs["end"], n.outputs[0], n.name)
+
+
+@handler("Flatten")
+def _flatten(e: Emitter, n: Node) -> None:
+    m = e.layer("Flatten", n.name, [n.inputs[0]], [n.outputs[0]])
+    ax = n.attrs["axis"] % max(1, e.g.type_of(n.inputs[0]).rank)
+    if ax != 1:
+        m.flatten_param.axis = ax
+
+
+@handler("Reshape")
+def _reshape(e: Emitter, n: Node) -> None:
+    shape = list(n.attrs["shape"])
+    xs = e.shape(n.inputs[0])
+    if shape and xs and shape[0] == xs[0]:
+        shape[0] = 0  # "copy the batch dimension": the net still reshapes to other batch sizes
+    m = e.layer("Reshape", n.name, [n.inputs[0]], [n.outputs[0]])
+    m.reshape_param.shape.dim.extend(shape)
+
+
+@handler("ChannelShuffle")
+def _shuffle(e: Emitter, n: Node) -> None:
+    x = n.inputs[0]
+    c = e.shape(x)[1]
+    g = n.attrs["group"]
+    singles = [e.fresh_blob(f"{n.name}/c{i}") for i in range(c)]
+    m = e.layer("Slice", f"{n.name}/split", [x], singles)
+    m.slice_param.axis = 1
+    m.slice_param.slice_point.extend(range(1, c))
+    cg = c // g
+    order = [singles[j * cg + k] for k in range(cg) for j in range(g)]
+    e.layer("Concat", n.name, order, [n.outputs[0]])

@@ -1,0 +1,50 @@
+"""The backend protocol and registry.
+
+A backend turns a legalised IR graph into file contents; it never touches the
+file system (``xconv.convert`` writes atomically).  Each backend declares the
+passes that make a graph legal for it.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+from .ir import Graph
+
+
+@dataclass
+class EmitOptions:
+    dialect: str = ""          # Caffe dialect ("bvlc", "ceil-mode"); ignored by ONNX
+    opset: int = 13            # ONNX opset
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Backend(Protocol):
+    name: str
+
+    def passes(self, opts: EmitOptions) -> list[str]:
+        """Names of passes (registered in xconv.passes) to run, in order."""
+
+    def check(self, graph: Graph, opts: EmitOptions) -> None:
+        """Raise BackendError/UnsupportedOpError listing everything it cannot emit."""
+
+    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, bytes]:
+        """Return {file name: content} for the model called ``name``."""
+
+
+BACKENDS: dict[str, Backend] = {}
+
+
+def register_backend(b: Backend) -> Backend:
+    BACKENDS[b.name] = b
+    return b
+
+
+def get_backend(name: str) -> Backend:
+    if not BACKENDS:
+        from . import backends  # noqa: F401  (registers the built-in backends)
+    try:
+        return BACKENDS[name]
+    except KeyError:
+        from .errors import XconvError
+        raise XconvError(f"unknown target '{name}'; known: {sorted(BACKENDS)}") from None

@@ -1,0 +1,55 @@
+"""Fold inference BatchNormalization into the Conv or Gemm that feeds it.
+
+Only when the producer's output has the BN as its single consumer and is not
+a graph output (folding into a branch point would change the other branch).
+Computed in float64 and cast back to the weight dtype.  BNs that cannot be
+folded stay; the Caffe backend emits them as BatchNorm + Scale.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from ..ir import Graph
+from . import PassContext, register_pass, rename_uses
+
+
+@register_pass("fold_batchnorm")
+def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
+    g = graph.replace()
+    prod = {o: n for n in g.nodes for o in n.outputs}
+    cons = g.consumers()
+    drop: set[str] = set()
+    mapping: dict[str, str] = {}
+    for bn in g.nodes:
+        if bn.op != "BatchNormalization":
+            continue
+        x = bn.inputs[0]
+        p = prod.get(x)
+        if p is None or p.op not in ("Conv", "Gemm") or len(cons.get(x, [])) != 1 or x in g.outputs:
+            continue
+        if not all(i in g.params for i in bn.inputs[1:]) or not all(i in g.params for i in p.inputs[1:] if i):
+            continue
+        scale, bias, mean, var = (g.params[i].astype(np.float64) for i in bn.inputs[1:])
+        inv = scale / np.sqrt(var + bn.attrs["epsilon"])
+        w = g.params[p.inputs[1]]
+        wdt = w.dtype
+        shape = (-1,) + (1,) * (w.ndim - 1)
+        w_new = (w.astype(np.float64) * inv.reshape(shape)).astype(wdt)
+        b_old = g.params[p.inputs[2]].astype(np.float64) if len(p.inputs) > 2 and p.inputs[2] else 0.0
+        b_new = ((b_old - mean) * inv + bias).astype(wdt)
+        wname = g.unique_name(p.inputs[1] + "_bnfold")
+        g.params[wname] = w_new
+        bname = g.unique_name(p.name + ".bias_bnfold")
+        g.params[bname] = b_new
+        p.inputs = [p.inputs[0], wname, bname]
+        mapping[bn.outputs[0]] = x
+        drop.add(bn.name)
+    g.nodes = [n for n in g.nodes if n.name not in drop]
+    # keep BN output names (they may be graph outputs or referenced by users)
+    inv_map = {v: k for k, v in mapping.items()}
+    for n in g.nodes:
+        n.outputs = [inv_map.get(o, o) for o in n.outputs]
+    return g.prune()
+
+
+
