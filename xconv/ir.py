@@ -204,7 +204,6 @@ class Graph:
 
     def prune(self) -> "Graph":
         """Drop nodes and params that do not contribute to the outputs."""
-        prod = self.producers()
         live: set[str] = set(self.outputs)
         keep: list[Node] = []
         for n in reversed(self.nodes):
@@ -214,7 +213,8 @@ class Graph:
         keep.reverse()
         g = self.replace(nodes=keep)
         g.params = {k: v for k, v in self.params.items() if k in live}
-        g.types = {k: v for k, v in self.types.items() if k in live or k in prod and k in live}
+        kept_outputs = {o for n in keep for o in n.outputs}
+        g.types = {k: v for k, v in self.types.items() if k in kept_outputs}
         return g
 
     # ----------------------------------------------------------- validation

@@ -169,8 +169,9 @@ def _bcast(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType]:
     return [TensorType(broadcast_shapes(*shapes), _t(ins[0], "X").dtype)]
 
 
-def _sp(name: str, default: Any = REQUIRED) -> AttrSpec:
-    return AttrSpec("ints", default, 2)
+def _sp() -> AttrSpec:
+    """A required (h, w) pair."""
+    return AttrSpec("ints", REQUIRED, 2)
 
 
 # --------------------------------------------------------------------------- conv / gemm
@@ -194,7 +195,7 @@ def _infer_conv(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType
 
 
 register(OpSpec("Conv", ("X", "W", "B?"), {
-    "kernel_shape": _sp("kernel_shape"),
+    "kernel_shape": _sp(),
     "strides": AttrSpec("ints", (1, 1), 2),
     "pads": AttrSpec("ints", (0, 0, 0, 0), 4),
     "dilations": AttrSpec("ints", (1, 1), 2),
@@ -248,7 +249,7 @@ def _infer_pool(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType
 
 
 _POOL = {
-    "kernel_shape": _sp("kernel_shape"),
+    "kernel_shape": _sp(),
     "strides": AttrSpec("ints", (1, 1), 2),
     "pads": AttrSpec("ints", (0, 0, 0, 0), 4),
     "ceil_mode": AttrSpec("bool", False),
@@ -271,9 +272,9 @@ def _infer_adaptive(node: Node, ins: Sequence[TensorType | None]) -> list[Tensor
     return [TensorType(x.shape[:2] + tuple(node.attrs["output_size"]), x.dtype)]
 
 
-register(OpSpec("AdaptiveAvgPool", ("X",), {"output_size": _sp("output_size")}, _infer_adaptive,
+register(OpSpec("AdaptiveAvgPool", ("X",), {"output_size": _sp()}, _infer_adaptive,
                 doc="PyTorch adaptive average pooling: window i spans [floor(i*H/o), ceil((i+1)*H/o))."))
-register(OpSpec("AdaptiveMaxPool", ("X",), {"output_size": _sp("output_size")}, _infer_adaptive))
+register(OpSpec("AdaptiveMaxPool", ("X",), {"output_size": _sp()}, _infer_adaptive))
 
 
 # --------------------------------------------------------------------------- padding
@@ -440,10 +441,6 @@ def _infer_reduce(node: Node, ins: Sequence[TensorType | None]) -> list[TensorTy
 
 register(OpSpec("ReduceMean", ("X",), {"axes": AttrSpec("ints"), "keepdims": AttrSpec("bool", True)}, _infer_reduce))
 register(OpSpec("ReduceMax", ("X",), {"axes": AttrSpec("ints"), "keepdims": AttrSpec("bool", True)}, _infer_reduce))
-
-
-def _infer_scale_channels(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType]:
-    return [_t(ins[0], "X")]
 
 
 def attrs_of(op: str, **kw: Any) -> dict[str, Any]:

@@ -1,0 +1,225 @@
+"""The ``xconv`` command line.  The library logs; only this module prints."""
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Sequence
+
+from . import __version__
+from .errors import XconvError
+
+log = logging.getLogger("xconv")
+
+
+def _shape(s: str) -> tuple[int, ...]:
+    try:
+        dims = tuple(int(v) for v in s.replace("x", ",").split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--input-shape wants e.g. 1,3,224,224, got {s!r}") from None
+    if len(dims) != 4 or min(dims) <= 0:
+        raise argparse.ArgumentTypeError(f"--input-shape wants 4 positive dims N,C,H,W, got {s!r}")
+    return dims
+
+
+def _json(s: str) -> dict[str, Any]:
+    try:
+        v = json.loads(s)
+    except json.JSONDecodeError as e:
+        raise argparse.ArgumentTypeError(f"not JSON: {e}") from None
+    if not isinstance(v, dict):
+        raise argparse.ArgumentTypeError("--arch-kwargs wants a JSON object")
+    return v
+
+
+def frontend_opts(args: argparse.Namespace) -> dict[str, Any]:
+    opts: dict[str, Any] = {}
+    if getattr(args, "arch", None):
+        opts["arch"] = args.arch
+    if getattr(args, "arch_kwargs", None):
+        opts["arch_kwargs"] = args.arch_kwargs
+    if getattr(args, "input_shape", None):
+        opts["input_shape"] = args.input_shape
+    return opts
+
+
+def model_name(source: str, arch: str | None) -> str:
+    p = Path(source)
+    name = p.name
+    for suf in (".pth", ".pt", ".pkl", ".ckpt", ".h5", ".keras", ".onnx", ".json", ".params"):
+        if name.endswith(suf):
+            name = name[: -len(suf)]
+            break
+    if not name and arch:
+        name = arch.split(":")[-1]
+    return name or "model"
+
+
+def cmd_convert(args: argparse.Namespace) -> int:
+    from .backend import EmitOptions
+    from .convert import convert
+    from .frontend import load
+
+    opts = frontend_opts(args)
+    graph = load(args.source_fw, args.model, **opts)
+    graph.meta.extra.setdefault("frontend_options", {k: (list(v) if isinstance(v, tuple) else v)
+                                                     for k, v in opts.items()})
+    graph.meta.source_file = str(Path(args.model).resolve())
+    name = args.name or model_name(args.model, args.arch)
+    eopts = EmitOptions(dialect=args.dialect or ("bvlc" if args.to == "caffe" else ""), opset=args.opset)
+    res = convert(graph, args.to, args.output, name, eopts)
+    print(f"converted {args.model} ({args.source_fw}) -> {args.to}"
+          + (f" [{eopts.dialect}]" if args.to == "caffe" else f" [opset {eopts.opset}]"))
+    print(f"  {graph.summary()}")
+    print(f"  lowered: {res.graph.summary()}")
+    for f in res.files:
+        print(f"  wrote {f}")
+    return 0
+
+
+def _localiser(args: argparse.Namespace, fw: str, source: str, fopts: dict[str, Any]):
+    def run(conv, x):
+        from .backend import EmitOptions
+        from .convert import lower
+        from .frontend import load
+        from .verify.localise import first_divergence
+
+        g = load(fw, source, **fopts)
+        eo = EmitOptions(dialect=conv.info.get("dialect") or "", opset=conv.info.get("opset") or 13)
+        lowered = lower(g, conv.target, eo)
+        return first_divergence(lowered, conv, x)
+    return run
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .frontend import source_runner
+    from .verify import locate, verify
+
+    first = locate(args.converted[0])
+    meta = first.info.get("meta", {})
+    fw = args.source_fw or meta.get("source_framework")
+    if not fw:
+        raise XconvError("cannot tell the source framework: pass --from")
+    fopts = dict(meta.get("extra", {}).get("frontend_options", {}))
+    fopts.update(frontend_opts(args))
+    if "input_shape" in fopts:
+        fopts["input_shape"] = tuple(fopts["input_shape"])
+    device = args.device
+    if device == "auto":
+        device = _auto_device()
+    src = source_runner(fw, args.source, device=device, **fopts)
+    rep = verify(src, args.converted, images=args.images, labels=args.labels, limit=args.limit,
+                 batch=args.batch_size, atol=args.atol, device=device, source_name=f"{fw} (source)",
+                 localiser=None if args.no_localise else _localiser(args, fw, args.source, fopts))
+    what = f"{rep.images} {'labelled ' if rep.labelled else ''}{'images' if args.images else 'random tensors'}"
+    print(f"parity on {what} (tolerance max|dlogit| <= {args.atol:g}, device {device})")
+    print(rep.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.to_json(), indent=2))
+        print(f"wrote {args.json}")
+    print("PARITY: PASS" if rep.passed else "PARITY: FAIL")
+    return 0 if rep.passed else 1
+
+
+def _auto_device() -> str:
+    """cuda when both onnxruntime and torch can use a GPU here, else cpu."""
+    try:
+        import onnxruntime as ort
+        if "CUDAExecutionProvider" not in ort.get_available_providers():
+            return "cpu"
+        import torch
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from .frontend import load
+    from .stats import stats
+
+    g = load(args.source_fw, args.model, **frontend_opts(args))
+    st = stats(g)
+    shape = next(iter(g.inputs.values())).shape
+    print(f"{g.name}: input {shape}, outputs {[list(g.type_of(o).shape) for o in g.outputs]}")
+    print(f"  parameters: {st.params:,}")
+    print(f"  GMACs per image: {st.gmacs / max(1, shape[0]) :.3f}")
+    width = max(len(k) for k in st.op_counts)
+    for op, c in sorted(st.op_counts.items(), key=lambda kv: (-kv[1], kv[0])):
+        print(f"  {op.ljust(width)}  {c}")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+    return run_demo(Path(args.output), atol=args.atol)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="xconv", description="Convert models between frameworks, with proof of parity.")
+    p.add_argument("--version", action="version", version=f"xconv {__version__}")
+    p.add_argument("-v", "--verbose", action="count", default=0, help="-v: passes and timings, -vv: debug")
+    sub = p.add_subparsers(dest="cmd", required=True)
+
+    def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
+        sp.add_argument("--from", dest="source_fw", required=required_from, help="source framework (pytorch)")
+        sp.add_argument("--arch", help="architecture for a bare state_dict: torchvision:resnet50, "
+                                       "efficientnet-lite:efficientnet-lite0, or package.module:factory")
+        sp.add_argument("--arch-kwargs", type=_json, help="JSON keyword arguments for the --arch factory")
+        sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (default 1,3,224,224)")
+
+    c = sub.add_parser("convert", help="convert a model")
+    c.add_argument("model")
+    src_opts(c, True)
+    c.add_argument("--to", required=True, choices=["caffe", "onnx"])
+    c.add_argument("-o", "--output", default=".", help="output directory (default: current)")
+    c.add_argument("--dialect", choices=["bvlc", "ceil-mode"], help="Caffe dialect (default bvlc = BVLC Caffe 1.0)")
+    c.add_argument("--opset", type=int, default=13, help="ONNX opset (13..21, default 13)")
+    c.add_argument("--name", help="output base name (default: from the model file)")
+    c.set_defaults(fn=cmd_convert)
+
+    v = sub.add_parser("verify", help="compare a source model with converted ones")
+    v.add_argument("source")
+    v.add_argument("converted", nargs="+", help="NAME.onnx, NAME.prototxt or NAME.xconv.json")
+    src_opts(v, False)
+    v.add_argument("--images", help="folder of images")
+    v.add_argument("--labels", help="labels file: lines 'name label'")
+    v.add_argument("--limit", type=int)
+    v.add_argument("--batch-size", type=int, default=8)
+    v.add_argument("--atol", type=float, default=1e-3, help="max |dlogit| allowed (default 1e-3)")
+    v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
+    v.add_argument("--json", help="write the report as JSON here")
+    v.add_argument("--no-localise", action="store_true", help="skip the first-divergence search on failure")
+    v.set_defaults(fn=cmd_verify)
+
+    i = sub.add_parser("inspect", help="op counts, parameters and GMACs")
+    i.add_argument("model")
+    src_opts(i, True)
+    i.set_defaults(fn=cmd_inspect)
+
+    d = sub.add_parser("demo", help="convert and verify EfficientNet-Lite0 on 20 real ImageNet photos")
+    d.add_argument("-o", "--output", default="out/demo")
+    d.add_argument("--atol", type=float, default=5e-4)
+    d.set_defaults(fn=cmd_demo)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    level = logging.WARNING - 10 * min(args.verbose, 2)
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    os.environ.setdefault("GLOG_minloglevel", "2")
+    try:
+        return int(args.fn(args))
+    except XconvError as e:
+        print(f"xconv: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("xconv: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,50 @@
+"""Frontend registry: ``--from NAME`` -> a loader producing an IR Graph, and a
+runner that executes the model in its own framework (for verification).
+
+Frontend modules are imported lazily: converting from ONNX must not import
+torch, and so on.
+"""
+from __future__ import annotations
+
+import importlib
+from dataclasses import dataclass
+from typing import Any, Callable
+
+import numpy as np
+
+from .errors import XconvError
+from .ir import Graph
+
+
+@dataclass(frozen=True)
+class FrontendInfo:
+    name: str
+    module: str
+    description: str
+
+
+FRONTENDS: dict[str, FrontendInfo] = {
+    "pytorch": FrontendInfo("pytorch", "xconv.frontends.pytorch",
+                            "nn.Module, TorchScript file, or state_dict + --arch"),
+}
+
+
+def _module(name: str):
+    try:
+        info = FRONTENDS[name]
+    except KeyError:
+        raise XconvError(f"unknown source framework '{name}'; known: {sorted(FRONTENDS)}") from None
+    try:
+        return importlib.import_module(info.module)
+    except ImportError as e:
+        raise XconvError(f"the {name} frontend needs a package that is not installed: {e}. "
+                         "Run `make setup` (or pip install 'xconv[torch]').") from e
+
+
+def load(framework: str, source: Any, **opts: Any) -> Graph:
+    return _module(framework).load(source, **opts)
+
+
+def source_runner(framework: str, source: Any, **opts: Any) -> Callable[[np.ndarray], np.ndarray]:
+    """A function running the source model in its own framework: NCHW float32 -> first output."""
+    return _module(framework).make_runner(source, **opts)
