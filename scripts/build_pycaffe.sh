@@ -86,7 +86,9 @@ EOF
 PYTAG=$("$PYTHON" -c 'import sys; print("cp%d%d" % sys.version_info[:2])')
 PYVER=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 PLAT=$("$PYTHON" -c 'import sysconfig; print(sysconfig.get_platform().replace("-", "_").replace(".", "_"))')
-WHEEL_NAME=xconv_pycaffe-${CAFFE_VERSION}-${PYTAG}-${PYTAG}-${PLAT}.whl
+# PATCH_REV: bump when the source fixes below change, so cached wheels are rebuilt.
+PATCH_REV=2
+WHEEL_NAME=xconv_pycaffe-${CAFFE_VERSION}.post${PATCH_REV}-${PYTAG}-${PYTAG}-${PLAT}.whl
 WHEEL=$WHEEL_DIR/$WHEEL_NAME
 
 if [[ -f $WHEEL && -z ${FORCE:-} ]]; then
@@ -147,6 +149,11 @@ grep -q -- "-l$BOOST_PY -lhdf5_serial_hl -lhdf5_serial " "$SRC/python/CMakeLists
 # 2) net.cpp includes a gtest header it never uses.
 sed -i '/#include "caffe\/test\/test_caffe_main.hpp"/d' "$SRC/src/caffe/net.cpp"
 ! grep -q test_caffe_main "$SRC/src/caffe/net.cpp" || die "net.cpp patch did not apply"
+# 2b) io.cpp caps binary protos at 512 MB (protobuf's old default), so a VGG-16
+#     caffemodel (~550 MB) cannot load; BVLC Caffe 1.0 reads up to INT_MAX.
+sed -i 's/SetTotalBytesLimit(536870912)/SetTotalBytesLimit(INT_MAX)/' "$SRC/src/caffe/util/io.cpp"
+! grep -q 'SetTotalBytesLimit(536870912)' "$SRC/src/caffe/util/io.cpp" || die "io.cpp patch did not apply"
+grep -q '<climits>' "$SRC/src/caffe/util/io.cpp" || sed -i '0,/#include/s//#include <climits>\n#include/' "$SRC/src/caffe/util/io.cpp"
 # 3) io.py: scikit-image / scipy only needed by load_image/resize_image.
 "$BPY" - "$SRC/python/caffe/io.py" <<'EOF'
 import sys
@@ -226,7 +233,7 @@ print("[pycaffe] smoke: caffe", caffe.__version__, "protobuf", pb.__version__,
 
 # -------------------------------------------------------------- wheel write
 mkdir -p "$WHEEL_DIR"
-"$BPY" - "$STAGE" "$WHEEL.tmp.$$" "$CAFFE_VERSION" "$PYTAG" "$PLAT" <<'EOF'
+"$BPY" - "$STAGE" "$WHEEL.tmp.$$" "${CAFFE_VERSION}.post${PATCH_REV}" "$PYTAG" "$PLAT" <<'EOF'
 """Write a binary wheel from a staged tree (no setuptools needed)."""
 import base64, hashlib, os, sys, zipfile
 

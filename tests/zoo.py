@@ -27,7 +27,10 @@ ZOO = {
     "vgg16_bn": 224,
     "shufflenet_v2_x1_0": 224,
 }
-PHOTOS = ("imagenet_00_243.jpg", "imagenet_05_409.jpg")
+PHOTOS = ("imagenet_00_243.jpg", "imagenet_05_853.jpg")
+# photos that set BatchNorm statistics and the logit scale of the test models
+CALIBRATION = tuple(f"imagenet_{i:02d}_{lab}.jpg" for i, lab in
+                    enumerate((243, 559, 438, 990, 949, 853, 609, 609)))
 GOLDEN = Path(__file__).resolve().parent.parent / "golden"
 
 
@@ -56,18 +59,34 @@ def torchvision_inputs(size: int, names=PHOTOS) -> np.ndarray:
     return np.stack([tf(Image.open(d / n).convert("RGB")).numpy() for n in names]).astype(np.float32)
 
 
-def randomise_bn(model, seed: int) -> None:
+def calibrate_bn(model, x, seed: int) -> None:
+    """Non-trivial, realistic BatchNorm statistics.
+
+    Running statistics are first measured on real photos (a train-mode pass
+    with a cumulative average), then perturbed at random (mean shifted by up
+    to ~0.2 std, variance scaled by 0.5..2, random affine parameters).  Purely
+    random statistics make deep random nets collapse every photo onto the
+    same features, which would let a broken early layer pass unnoticed.
+    """
     import torch
+    bns = [m for m in model.modules() if isinstance(m, torch.nn.modules.batchnorm._BatchNorm)]
     g = torch.Generator().manual_seed(seed)
-    for m in model.modules():
-        if isinstance(m, torch.nn.modules.batchnorm._BatchNorm):
+    with torch.no_grad():
+        for m in bns:
             c = m.num_features
-            with torch.no_grad():
-                m.running_mean.copy_(torch.randn(c, generator=g) * 0.1)
-                m.running_var.copy_(torch.rand(c, generator=g) * 1.5 + 0.5)
-                if m.affine:
-                    m.weight.copy_(torch.rand(c, generator=g) * 1.0 + 0.5)
-                    m.bias.copy_(torch.randn(c, generator=g) * 0.1)
+            if m.affine:
+                m.weight.copy_(torch.rand(c, generator=g) + 0.5)
+                m.bias.copy_(torch.randn(c, generator=g) * 0.2)
+            m.reset_running_stats()
+            m.momentum = None  # cumulative average over the calibration pass
+        model.train()
+        model(x)
+        model.eval()
+        for m in bns:
+            c = m.num_features
+            std = m.running_var.sqrt()
+            m.running_mean.add_(torch.randn(c, generator=g) * 0.2 * std)
+            m.running_var.mul_(torch.rand(c, generator=g) * 1.5 + 0.5)
 
 
 def last_linear(model):
@@ -88,13 +107,14 @@ def build(name: str, seed: int = 0):
     torch.manual_seed(seed)
     kw = {"aux_logits": False, "init_weights": True} if name == "inception_v3" else {}
     model = getattr(tv.models, name)(weights=None, **kw).eval()
-    randomise_bn(model, seed + 1)
     size = ZOO[name]
-    x = torch.from_numpy(torchvision_inputs(size))
+    x = torch.from_numpy(torchvision_inputs(size, CALIBRATION))
+    calibrate_bn(model, x, seed + 1)
     fc = last_linear(model)
     with torch.no_grad():
         z = model(x)
-        mu, sd = z.mean(0), z.std()
+        mu = z.mean(0)
+        sd = (z - mu).std()
         s = 3.0 / float(sd) if float(sd) > 0 else 1.0
         fc.weight.mul_(s)
         if fc.bias is not None:

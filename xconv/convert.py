@@ -42,21 +42,41 @@ def lower(graph: Graph, target: str, opts: EmitOptions | None = None) -> Graph:
     return g
 
 
-def sidecar(graph: Graph, target: str, opts: EmitOptions, files: list[str], passes: list[str]) -> dict[str, Any]:
-    return {
-        "xconv_version": __version__,
-        "target": target,
+def sidecar(graph: Graph, target: str, opts: EmitOptions, files: list[str], passes: list[str],
+            previous: dict[str, Any] | None = None) -> dict[str, Any]:
+    """``NAME.xconv.json``: model metadata plus one entry per target written
+    under this name (Caffe and ONNX conversions of one model share it)."""
+    targets = dict((previous or {}).get("targets", {}))
+    targets[target] = {
         "dialect": opts.dialect if target == "caffe" else None,
         "opset": opts.opset if target == "onnx" else None,
         "files": files,
-        "inputs": {k: list(t.shape) for k, t in graph.inputs.items()},
-        "outputs": {o: list(graph.type_of(o).shape) for o in graph.outputs},
         "passes": passes,
+        "outputs": {o: list(graph.type_of(o).shape) for o in graph.outputs},
+    }
+    return {
+        "xconv_version": __version__,
+        "inputs": {k: list(t.shape) for k, t in graph.inputs.items()},
         "meta": graph.meta.to_json(),
+        "targets": targets,
     }
 
 
+def read_sidecar(path: Path) -> dict[str, Any]:
+    try:
+        d = json.loads(Path(path).read_text())
+    except (OSError, ValueError):
+        return {}
+    return d if isinstance(d, dict) else {}
+
+
 def write_atomic(outdir: Path, files: dict[str, bytes]) -> list[Path]:
+    """Write all ``files`` into ``outdir`` or none of them.
+
+    Contents go to a private temporary directory first; existing files of
+    the same names are moved aside there, the new ones renamed in, and on any
+    failure the new ones are removed and the old ones put back.
+    """
     outdir = Path(outdir)
     try:
         outdir.mkdir(parents=True, exist_ok=True)
@@ -64,18 +84,30 @@ def write_atomic(outdir: Path, files: dict[str, bytes]) -> list[Path]:
     except OSError as e:
         raise XconvError(f"cannot write to output directory '{outdir}': {e.strerror or e}; "
                          "choose another with -o") from e
+    placed: list[Path] = []
+    backups: list[tuple[Path, Path]] = []
     try:
+        (tmp / "old").mkdir()
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
                 f.write(data)
                 f.flush()
                 os.fsync(f.fileno())
-        final = []
         for name in files:
-            os.replace(tmp / name, outdir / name)
-            final.append(outdir / name)
-        return final
+            dest = outdir / name
+            if dest.exists() or dest.is_symlink():
+                if dest.is_dir():
+                    raise OSError(f"'{dest}' is a directory")
+                os.replace(dest, tmp / "old" / name)
+                backups.append((tmp / "old" / name, dest))
+            os.replace(tmp / name, dest)
+            placed.append(dest)
+        return placed
     except OSError as e:
+        for p in placed:
+            p.unlink(missing_ok=True)
+        for src, dest in backups:
+            os.replace(src, dest)
         raise XconvError(f"writing into '{outdir}' failed: {e}; nothing was written") from e
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
@@ -95,7 +127,10 @@ def convert(graph: Graph, target: str, outdir: str | os.PathLike[str] = ".", nam
     files = backend.emit(g, name, opts)
     t2 = time.perf_counter()
     meta_name = f"{name}.xconv.json"
-    files[meta_name] = json.dumps(sidecar(g, target, opts, sorted(files), passes), indent=2).encode()
+    prev = read_sidecar(Path(outdir) / meta_name)
+    if prev.get("inputs") not in (None, {k: list(t.shape) for k, t in g.inputs.items()}):
+        prev = {}  # a different model used this name before: start afresh
+    files[meta_name] = json.dumps(sidecar(g, target, opts, sorted(files), passes, prev), indent=2).encode()
     written = write_atomic(Path(outdir), files)
     t3 = time.perf_counter()
     log.info("%s: passes %.2fs, emit %.2fs, write %.2fs", target, t1 - t0, t2 - t1, t3 - t2)

@@ -7,7 +7,6 @@ closer to the exact result than any float32 runtime it is compared with.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Callable, Iterable, Mapping
 
 import numpy as np

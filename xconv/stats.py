@@ -1,5 +1,6 @@
 """Model statistics as the seed tables report them: parameters and GMACs
-(multiply-accumulates of Conv and Gemm) per image."""
+(multiply-accumulates of Conv and Gemm) per image.  Parameters are the
+trainable ones, as papers count them (BatchNorm running statistics are not)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -25,7 +26,8 @@ def stats(graph: Graph) -> Stats:
     macs = 0
     used: set[str] = set()
     for n in graph.nodes:
-        used.update(i for i in n.inputs if i in graph.params)
+        ins = n.inputs[:3] if n.op == "BatchNormalization" else n.inputs  # running stats are buffers
+        used.update(i for i in ins if i in graph.params)
         if n.op == "Conv":
             w = graph.type_of(n.inputs[1]).shape
             out = graph.types[n.outputs[0]].shape

@@ -83,10 +83,14 @@ class CaffeBackend:
         return d
 
     def check(self, graph: Graph, opts: EmitOptions) -> None:
-        self.dialect(opts)
+        d = self.dialect(opts)
         missing = [(n.op, n.name) for n in graph.nodes if n.op not in HANDLERS]
         if missing:
-            raise UnsupportedOpError("caffe", missing, hint="these ops have no Caffe form; try --to onnx")
+            raise UnsupportedOpError("caffe", missing,
+                                     hint=f"these IR ops have no Caffe ({d}) form; convert to ONNX (--to onnx)")
+        # a dry run of the emitter (no serialisation): every node without an exact
+        # form is reported here, all at once, before any file is produced
+        self.build(graph, opts)
 
     def build(self, graph: Graph, opts: EmitOptions):
         dialect = self.dialect(opts)

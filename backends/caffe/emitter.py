@@ -9,10 +9,15 @@ without a direct layer are written as exact compositions of them:
   a constant blob made by Power(scale=0, shift=-c) from the same tensor
   (Caffe's Power layer fills ``shift`` exactly when ``scale*power == 0``),
   Eltwise MAX, Power(scale=-1).  ReLU6 is ReLU + that.
-* ``Max(x, c)``: constant by Power(scale=0, shift=c), Eltwise MAX.
+* ``Max(x, c)``: constant by Power(scale=0, shift=c), Eltwise MAX; a
+  per-channel ``c`` is added to a Power(scale=0) blob of zeros by Bias.
 * a channel shuffle: Slice into single channels + Concat in shuffled order.
-* a broadcast multiply by an (N, C, 1, 1) tensor (squeeze-excitation):
-  Flatten to (N, C) + Scale(axis=0) with two bottoms.
+* a broadcast multiply/add by an (N, C, 1, 1) tensor (squeeze-excitation):
+  Flatten to (N, C) + Scale/Bias(axis=0) with two bottoms; ``a - b`` is
+  ``a + (-b)`` (Power(scale=-1), exact).
+* ``x / c``: Power/Scale by ``float32(1/c)``; ``a / b`` for a tensor ``b``:
+  Power(power=-1) then the product (two roundings, <= ~1.5 ulp).
+* a channel-shared PReLU: its slope blob is 0-d, as Caffe's layer creates it.
 * a pooling whose Caffe output would be one window longer than the IR's
   (no padding, stride > kernel): Pooling + Slice, the surplus Silenced.
 
@@ -62,6 +67,7 @@ class Emitter:
         self.layer_names: set[str] = set()
         self.blob_names: set[str] = set(graph.types) | set(graph.inputs)
         self.silenced: list[str] = []
+        self.derived_shapes: dict[str, tuple[int, ...]] = {}  # blobs the emitter made up, not IR tensors
 
     # -------------------------------------------------------------- helpers
     def fresh_blob(self, base: str) -> str:
@@ -82,10 +88,13 @@ class Emitter:
             i += 1
         self.layer_names.add(lname)
         msg = self.S.LayerParameter(name=lname, type=type_, bottom=bottoms, top=tops)
-        self.layers.append(Layer(msg, [np.ascontiguousarray(b, dtype=np.float32) for b in (blobs or [])]))
+        # np.asarray, not np.ascontiguousarray: the latter turns a 0-d blob (PReLU channel_shared) into [1]
+        self.layers.append(Layer(msg, [np.asarray(b, dtype=np.float32, order="C") for b in (blobs or [])]))
         return msg
 
     def shape(self, t: str) -> tuple[int, ...]:
+        if t in self.derived_shapes:
+            return self.derived_shapes[t]
         return self.g.type_of(t).shape
 
     def param(self, t: str) -> np.ndarray | None:
@@ -96,6 +105,7 @@ class Emitter:
 
     def power(self, x: str, out: str, name: str, scale: float = 1.0, shift: float = 0.0, power: float = 1.0) -> str:
         m = self.layer("Power", name, [x], [out])
+        self.derived_shapes.setdefault(out, self.shape(x))
         p = m.power_param
         if power != 1.0:
             p.power = power
@@ -107,6 +117,7 @@ class Emitter:
 
     def eltwise(self, op: int, bottoms: list[str], out: str, name: str, coeff: list[float] | None = None) -> str:
         m = self.layer("Eltwise", name, bottoms, [out])
+        self.derived_shapes.setdefault(out, self.shape(bottoms[0]))
         if op != EltSUM:
             m.eltwise_param.operation = op
         if coeff:
@@ -156,8 +167,17 @@ class Emitter:
         if missing:
             raise UnsupportedOpError("caffe", missing,
                                      hint=f"these IR ops have no Caffe ({self.dialect}) form; try --to onnx")
+        problems: list[str] = []
         for n in self.g.nodes:
-            HANDLERS[n.op](self, n)
+            try:
+                HANDLERS[n.op](self, n)
+            except BackendError as err:  # keep going: report every node at once
+                problems.append(str(err))
+        if problems:
+            raise BackendError(
+                f"caffe (dialect '{self.dialect}'): {len(problems)} node(s) have no exact form in stock "
+                "Caffe layers:\n" + "\n".join(f"  {p}" for p in problems)
+                + "\nconvert to ONNX instead (--to onnx), or change these nodes in the source model")
         if self.silenced:
             self.layer("Silence", "xconv_silence", list(self.silenced), [])
 
@@ -335,8 +355,10 @@ def _prelu(e: Emitter, n: Node) -> None:
     slope = e.param(n.inputs[1])
     if slope is None:
         raise BackendError(f"{n.where()}: Caffe needs a constant PReLU slope")
-    m = e.layer("PReLU", n.name, [n.inputs[0]], [n.outputs[0]], [slope.reshape(-1)])
-    if slope.size == 1:
+    shared = slope.size == 1 and e.shape(n.inputs[0])[1] != 1
+    # a channel-shared PReLU's blob is 0-d in Caffe (shape []); a [1] blob aborts the weight copy
+    m = e.layer("PReLU", n.name, [n.inputs[0]], [n.outputs[0]], [slope.reshape(() if shared else (-1,))])
+    if shared:
         m.prelu_param.channel_shared = True
 
 
@@ -383,6 +405,8 @@ def _const_axes(e: Emitter, x: str, c: np.ndarray, n: Node) -> tuple[int, np.nda
     """For a constant broadcast against x: (axis, blob) with blob matching x's dims from axis."""
     xs = e.shape(x)
     cs = (1,) * (len(xs) - c.ndim) + tuple(c.shape)
+    if len(cs) > len(xs):
+        raise BackendError(f"{n.where()}: constant of shape {c.shape} has more axes than {xs}")
     nz = [i for i, d in enumerate(cs) if d != 1]
     if not nz:
         return -1, c.reshape(())
@@ -396,12 +420,13 @@ def _const_axes(e: Emitter, x: str, c: np.ndarray, n: Node) -> tuple[int, np.nda
 def _flatten_nc11(e: Emitter, t: str, name: str) -> str:
     out = e.fresh_blob(f"{t}/flat")
     e.layer("Flatten", f"{name}/flatten", [t], [out])
+    s = e.shape(t)
+    e.derived_shapes[out] = s[:2]
     return out
 
 
-def _broadcast_pair(e: Emitter, n: Node) -> tuple[str, str] | None:
+def _broadcast_pair(e: Emitter, a: str, b: str) -> tuple[str, str] | None:
     """(big, small) when small is (N, C, 1, 1) against big (N, C, H, W)."""
-    a, b = n.inputs
     sa, sb = e.shape(a), e.shape(b)
     for big, small, sbig, ssmall in ((a, b, sa, sb), (b, a, sb, sa)):
         if len(sbig) == 4 and ssmall == sbig[:2] + (1, 1) and sbig != ssmall:
@@ -409,41 +434,58 @@ def _broadcast_pair(e: Emitter, n: Node) -> tuple[str, str] | None:
     return None
 
 
+def _with_const(e: Emitter, layer_type: str, x: str, c: np.ndarray, out: str, name: str, n: Node) -> None:
+    """Scale or Bias of x by a non-scalar constant broadcast against it."""
+    axis, blob = _const_axes(e, x, c, n)
+    m = e.layer(layer_type, name, [x], [out], [blob])
+    p = m.scale_param if layer_type == "Scale" else m.bias_param
+    p.axis = axis
+    p.num_axes = blob.ndim
+
+
+def _tensor_pair(e: Emitter, n: Node, layer_type: str, a: str, b: str, out: str) -> None:
+    """Eltwise (same shapes) or two-bottom Scale/Bias ((N, C, 1, 1) against (N, C, H, W))."""
+    if e.shape(a) == e.shape(b):
+        e.eltwise(EltPROD if layer_type == "Scale" else EltSUM, [a, b], out, n.name)
+        return
+    pair = _broadcast_pair(e, a, b)
+    if pair is None:
+        raise BackendError(f"{n.where()}: broadcast {n.op} of {e.shape(n.inputs[0])} and {e.shape(n.inputs[1])} "
+                           "has no Caffe form (Caffe broadcasts only an (N, C, 1, 1) tensor)")
+    big, small = pair
+    m = e.layer(layer_type, n.name, [big, _flatten_nc11(e, small, n.name)], [out])
+    (m.scale_param if layer_type == "Scale" else m.bias_param).axis = 0
+
+
 @handler("Add", "Sub")
 def _add(e: Emitter, n: Node) -> None:
     a, b = n.inputs
     out = n.outputs[0]
-    sign = -1.0 if n.op == "Sub" else 1.0
+    sub = n.op == "Sub"
     pa, pb = e.param(a), e.param(b)
-    if pa is None and pb is None:
-        if e.shape(a) == e.shape(b):
-            e.eltwise(EltSUM, [a, b], out, n.name, coeff=[1.0, -1.0] if n.op == "Sub" else None)
-            return
-        pair = _broadcast_pair(e, n)
-        if pair is not None and n.op == "Add":
-            big, small = pair
-            m = e.layer("Bias", n.name, [big, _flatten_nc11(e, small, n.name)], [out])
-            m.bias_param.axis = 0
-            return
-        raise BackendError(f"{n.where()}: broadcast {n.op} of {e.shape(a)} and {e.shape(b)} has no Caffe form")
     if pa is not None and pb is not None:
         raise BackendError(f"{n.where()}: both operands constant (should have been folded)")
+    if pa is None and pb is None:
+        if sub and e.shape(a) == e.shape(b):
+            e.eltwise(EltSUM, [a, b], out, n.name, coeff=[1.0, -1.0])
+            return
+        if sub:  # a - b = a + (-b); negation is exact
+            if _broadcast_pair(e, a, b) is None:
+                _tensor_pair(e, n, "Bias", a, b, out)  # raises the error
+            b = e.neg(b, n.name)
+        _tensor_pair(e, n, "Bias", a, b, out)
+        return
     if pa is not None:  # c + x  or  c - x
-        x, c, xsign = b, pa, sign
-        csign = 1.0
+        x, c, xsign, csign = b, pa, (-1.0 if sub else 1.0), 1.0
     else:               # x + c  or  x - c
-        x, c, xsign = a, pb, 1.0
-        csign = sign
-    s = None if c.size != 1 else float(c.reshape(()))
-    if s is not None:
-        e.power(x, out, n.name, scale=xsign, shift=csign * s)  # negation of a float is exact
+        x, c, xsign, csign = a, pb, 1.0, (-1.0 if sub else 1.0)
+    if c.size == 1:
+        # one rounding: shift + scale * x with scale +-1 (negation is exact)
+        e.power(x, out, n.name, scale=xsign, shift=csign * float(c.reshape(())))
         return
     if xsign != 1.0:
-        raise BackendError(f"{n.where()}: constant minus tensor with a non-scalar constant")
-    axis, blob = _const_axes(e, x, c, n)
-    m = e.layer("Bias", n.name, [x], [out], [csign * blob])
-    m.bias_param.axis = axis
-    m.bias_param.num_axes = blob.ndim
+        x = e.neg(x, n.name)
+    _with_const(e, "Bias", x, csign * c, out, n.name, n)
 
 
 @handler("Mul")
@@ -451,41 +493,57 @@ def _mul(e: Emitter, n: Node) -> None:
     a, b = n.inputs
     out = n.outputs[0]
     pa, pb = e.param(a), e.param(b)
+    if pa is not None and pb is not None:
+        raise BackendError(f"{n.where()}: both operands constant (should have been folded)")
     if pa is None and pb is None:
-        if e.shape(a) == e.shape(b):
-            e.eltwise(EltPROD, [a, b], out, n.name)
-            return
-        pair = _broadcast_pair(e, n)
-        if pair is not None:
-            big, small = pair
-            m = e.layer("Scale", n.name, [big, _flatten_nc11(e, small, n.name)], [out])
-            m.scale_param.axis = 0
-            return
-        raise BackendError(f"{n.where()}: broadcast Mul of {e.shape(a)} and {e.shape(b)} has no Caffe form")
+        _tensor_pair(e, n, "Scale", a, b, out)
+        return
     x, c = (b, pa) if pa is not None else (a, pb)
     assert c is not None
     if c.size == 1:
         e.power(x, out, n.name, scale=float(c.reshape(())))
         return
-    axis, blob = _const_axes(e, x, c, n)
-    m = e.layer("Scale", n.name, [x], [out], [blob])
-    m.scale_param.axis = axis
-    m.scale_param.num_axes = blob.ndim
+    _with_const(e, "Scale", x, c, out, n.name, n)
 
 
 @handler("Div")
 def _div(e: Emitter, n: Node) -> None:
     a, b = n.inputs
-    s = _scalar(e, b)
-    if s is not None and e.param(a) is None:
-        # x * (1/c): one float32 rounding from x / c (<= 1 ulp)
-        e.power(a, n.outputs[0], n.name, scale=1.0 / s)
+    out = n.outputs[0]
+    pa, pb = e.param(a), e.param(b)
+    if pa is not None and pb is not None:
+        raise BackendError(f"{n.where()}: both operands constant (should have been folded)")
+    if pb is not None:
+        # x * (1/c): 1/c rounded once to float32, then one product: <= ~1.5 ulp from x / c
+        recip = (1.0 / pb.astype(np.float64)).astype(np.float32)
+        if recip.size == 1:
+            e.power(a, out, n.name, scale=float(recip.reshape(())))
+        else:
+            _with_const(e, "Scale", a, recip, out, n.name, n)
         return
-    if e.param(a) is None and e.param(b) is None and e.shape(a) == e.shape(b):
-        inv = e.power(b, e.fresh_blob(f"{n.name}/recip"), f"{n.name}/recip", power=-1.0)
-        e.eltwise(EltPROD, [a, inv], n.outputs[0], n.name)
-        return
-    raise BackendError(f"{n.where()}: this division has no Caffe form")
+    # divisor is a tensor: multiply by its reciprocal (Power with power -1)
+    if pa is None and e.shape(a) != e.shape(b) and _broadcast_pair(e, a, b) is None:
+        _tensor_pair(e, n, "Scale", a, b, out)  # raises the error before any layer is written
+    inv = e.power(b, e.fresh_blob(f"{n.name}/recip"), f"{n.name}/recip", power=-1.0)
+    if pa is None:
+        _tensor_pair(e, n, "Scale", a, inv, out)
+    elif pa.size == 1:
+        e.power(inv, out, n.name, scale=float(pa.reshape(())))
+    else:
+        _with_const(e, "Scale", inv, pa, out, n.name, n)
+
+
+def _const_blob(e: Emitter, x: str, c: np.ndarray, name: str, n: Node) -> str:
+    """A blob of x's shape holding the constant c broadcast, built exactly from stock layers:
+    Power(scale=0) fills a value exactly (Caffe's special case when scale * power == 0); a
+    non-scalar c is added to zeros by Bias (0 + c is exact)."""
+    if c.size == 1:
+        return e.const_like(x, float(c.reshape(())), name)
+    zeros = e.const_like(x, 0.0, name)
+    out = e.fresh_blob(f"{name}/const_b")
+    e.derived_shapes[out] = e.shape(x)
+    _with_const(e, "Bias", zeros, c, out, f"{name}/const_b", n)
+    return out
 
 
 @handler("Max", "Min")
@@ -493,9 +551,12 @@ def _maxmin(e: Emitter, n: Node) -> None:
     a, b = n.inputs
     out = n.outputs[0]
     pa, pb = e.param(a), e.param(b)
+    if pa is not None and pb is not None:
+        raise BackendError(f"{n.where()}: both operands constant (should have been folded)")
     if pa is None and pb is None:
         if e.shape(a) != e.shape(b):
-            raise BackendError(f"{n.where()}: broadcast {n.op} has no Caffe form")
+            raise BackendError(f"{n.where()}: broadcast {n.op} of {e.shape(a)} and {e.shape(b)} has no Caffe form "
+                               "(Eltwise MAX needs equal shapes)")
         if n.op == "Max":
             e.eltwise(EltMAX, [a, b], out, n.name)
         else:  # min(a, b) = -max(-a, -b)
@@ -504,17 +565,18 @@ def _maxmin(e: Emitter, n: Node) -> None:
             e.neg(m, n.name, out=out)
         return
     x, c = (b, pa) if pa is not None else (a, pb)
-    if c is None or c.size != 1:
-        raise BackendError(f"{n.where()}: {n.op} with a non-scalar constant has no Caffe form")
-    v = float(c.reshape(()))
+    assert c is not None
+    if c.size != 1:
+        _const_axes(e, x, c, n)  # raises when c does not broadcast into x's shape
     if n.op == "Max":
-        if v == 0.0:
+        if c.size == 1 and float(c.reshape(())) == 0.0:
             e.layer("ReLU", n.name, [x], [out])
             return
-        e.eltwise(EltMAX, [x, e.const_like(x, v, n.name)], out, n.name)
+        e.eltwise(EltMAX, [x, _const_blob(e, x, c, n.name, n)], out, n.name)
         return
+    # min(x, c) = -max(-x, -c)
     nx = e.neg(x, n.name)
-    m = e.eltwise(EltMAX, [nx, e.const_like(nx, -v, n.name)], e.fresh_blob(f"{n.name}/max"), f"{n.name}/max")
+    m = e.eltwise(EltMAX, [nx, _const_blob(e, nx, -c, n.name, n)], e.fresh_blob(f"{n.name}/max"), f"{n.name}/max")
     e.neg(m, n.name, out=out)
 
 

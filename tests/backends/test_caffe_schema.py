@@ -11,7 +11,6 @@ from __future__ import annotations
 import importlib
 import importlib.util
 import struct
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -21,11 +20,7 @@ import pytest
 from google.protobuf import descriptor_pool, text_format
 from google.protobuf.message import Message
 
-try:
-    from xconv.backends.caffe import schema as S
-except ImportError:  # running from a bare checkout, before `pip install -e .`
-    sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
-    from backends.caffe import schema as S  # type: ignore[no-redef]
+from xconv.backends.caffe import schema as S
 
 BVLC_LINE = ("bvlc", "bvlc-master", "ceil-mode")
 

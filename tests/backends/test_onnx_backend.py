@@ -28,10 +28,7 @@ from xconv.errors import BackendError, UnsupportedOpError
 from xconv.ir import Graph, ModelMeta, Node, SourceLoc, TensorType
 from xconv.ops import OPS, make_attrs, pool_out
 
-try:
-    from xconv.backends.onnx import HANDLERS, META_KEY, OnnxBackend, to_model
-except ImportError:  # bare checkout, before `pip install -e .`
-    from backends.onnx import HANDLERS, META_KEY, OnnxBackend, to_model  # type: ignore[no-redef]
+from xconv.backends.onnx import HANDLERS, META_KEY, OnnxBackend, to_model
 
 log = logging.getLogger(__name__)
 ort.set_default_logger_severity(3)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 
 from ..ir import Graph
-from . import PassContext, register_pass, rename_uses
+from . import PassContext, register_pass
 
 
 @register_pass("fold_batchnorm")

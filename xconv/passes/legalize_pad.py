@@ -46,8 +46,8 @@ def legalize_pad(graph: Graph, ctx: PassContext) -> Graph:
         if n.op == "Pad":
             if n.attrs["mode"] != "constant" or n.attrs["value"] != 0.0:
                 raise BackendError(f"{n.where()}: {n.attrs['mode']} padding with value {n.attrs['value']} "
-                                   "has no exact form in stock Caffe layers; use ONNX, or a Caffe fork "
-                                   "with a Pad layer (dialect 'brocolli')")
+                                   f"has no exact form in Caffe dialect '{ctx.dialect or 'bvlc'}' (stock layers "
+                                   "pad with zeros only); convert to ONNX instead (--to onnx)")
             _explicit_pad(rw, n.inputs[0], n.attrs["pads"], n, output=n.outputs[0])
             continue
         rw.keep(n)

@@ -23,7 +23,6 @@ both.  The dialect ``ceil-mode`` also offers floor rounding.
 from __future__ import annotations
 
 import itertools
-import math
 from dataclasses import dataclass
 
 import numpy as np

@@ -80,10 +80,10 @@ class VerifyReport:
                 rows.append((s.name, acc1, acc5, f"{p.top1_agree}/{p.count}", f"{p.max_abs:.2e}",
                              f"{p.mean_abs:.2e}", "PASS" if p.passed else "FAIL"))
         widths = [max(len(r[i]) for r in rows) for i in range(len(rows[0]))]
-        line = "+".join("-" * (w + 2) for w in widths)
+        line = "+-" + "-+-".join("-" * w for w in widths) + "-+"
         out = [line]
         for i, r in enumerate(rows):
-            out.append(" | ".join(c.ljust(w) for c, w in zip(r, widths)))
+            out.append("| " + " | ".join(c.ljust(w) for c, w in zip(r, widths)) + " |")
             if i == 0:
                 out.append(line)
         out.append(line)
@@ -161,8 +161,7 @@ def verify(source: Runner | None, converted: Sequence[str | Path], *, images: st
     for m in models:
         runner = make_runner(m, device=device)
         out, secs = run_batched(runner, x, batch)
-        label = f"{m.target}" + (f" ({m.info.get('dialect')})" if m.info.get("dialect") else "")
-        label += f" {Path(next(iter(m.files.values()))).name}"
+        label = m.label
         scores.append(score(label, out, labs, offset, secs))
         if ref is not None:
             p = compare(label, ref, out, names, atol)

@@ -22,11 +22,17 @@ log = logging.getLogger(__name__)
 
 @dataclass
 class Converted:
-    """A converted model on disk and its sidecar."""
+    """A converted model on disk and its sidecar (``info``: the sidecar's
+    common part merged with this target's entry)."""
 
     target: str
     files: dict[str, Path]
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def label(self) -> str:
+        extra = self.info.get("dialect") or (f"opset {self.info['opset']}" if self.info.get("opset") else "")
+        return f"{self.target} ({extra})" if extra else self.target
 
     @property
     def input_shape(self) -> tuple[int, ...]:
@@ -45,11 +51,25 @@ def locate(path: str | os.PathLike[str]) -> Converted:
             stem = stem[: -len(suf)]
             break
     d = p.parent
-    info: dict[str, Any] = {}
-    side = d / f"{stem}.xconv.json"
-    if side.exists():
-        info = json.loads(side.read_text())
-    if p.suffix == ".onnx" or (info.get("target") == "onnx"):
+    side: dict[str, Any] = {}
+    if (d / f"{stem}.xconv.json").exists():
+        try:
+            side = json.loads((d / f"{stem}.xconv.json").read_text())
+        except ValueError as e:
+            raise InputFileError(f"sidecar {d / (stem + '.xconv.json')} is not valid JSON: {e}") from e
+    targets = side.get("targets", {})
+    if p.suffix == ".onnx":
+        target = "onnx"
+    elif p.suffix in (".prototxt", ".caffemodel"):
+        target = "caffe"
+    elif len(targets) == 1:
+        target = next(iter(targets))
+    else:
+        raise InputFileError(f"'{p}' describes {sorted(targets) or 'no'} conversions: "
+                             "name the model file (NAME.onnx or NAME.prototxt) instead")
+    info = {k: v for k, v in side.items() if k != "targets"}
+    info.update(targets.get(target, {}))
+    if target == "onnx":
         return Converted("onnx", {"onnx": d / f"{stem}.onnx"}, info)
     proto, model = d / f"{stem}.prototxt", d / f"{stem}.caffemodel"
     if proto.exists():
@@ -77,11 +97,18 @@ class OnnxRunner:
             self.sess = ort.InferenceSession(model.SerializeToString(), so, providers=providers)
         else:
             self.sess = ort.InferenceSession(str(path), so, providers=providers)
-        self.input = self.sess.get_inputs()[0].name
+        inp = self.sess.get_inputs()[0]
+        self.input = inp.name
+        self.batch = inp.shape[0] if isinstance(inp.shape[0], int) else None  # static batch, or dynamic
         self.outputs = [o.name for o in self.sess.get_outputs()]
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return self.sess.run([self.outputs[0]], {self.input: x})[0]
+        if self.batch is None or len(x) == self.batch:
+            return self.sess.run([self.outputs[0]], {self.input: x})[0]
+        if len(x) % self.batch:
+            raise XconvError(f"the ONNX model has a static batch of {self.batch}; got {len(x)} inputs")
+        return np.concatenate([self.sess.run([self.outputs[0]], {self.input: x[i:i + self.batch]})[0]
+                               for i in range(0, len(x), self.batch)])
 
     def tensors(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         want = [n for n in names if n in self.outputs]
