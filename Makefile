@@ -11,7 +11,7 @@ PYTHON      ?= python3
 VENV        ?= .venv
 PY          := $(VENV)/bin/python
 PIP         := $(PY) -m pip
-PYTEST_ARGS ?=
+PYTEST_ARGS ?= -n 2
 XCONV_CACHE ?= $(HOME)/.cache/xconv
 export XCONV_CACHE
 
