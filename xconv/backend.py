@@ -7,7 +7,7 @@ passes that make a graph legal for it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, Sequence, Union
 
 from .ir import Graph
 
@@ -19,6 +19,11 @@ class EmitOptions:
     extra: dict[str, Any] = field(default_factory=dict)
 
 
+#: File content: bytes, or a sequence of chunks written one after another (so
+#: weights can be streamed from their arrays without a joined copy).
+Content = Union[bytes, Sequence[Union[bytes, memoryview]]]
+
+
 class Backend(Protocol):
     name: str
 
@@ -28,7 +33,7 @@ class Backend(Protocol):
     def check(self, graph: Graph, opts: EmitOptions) -> None:
         """Raise BackendError/UnsupportedOpError listing everything it cannot emit."""
 
-    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, bytes]:
+    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, Content]:
         """Return {file name: content} for the model called ``name``."""
 
 
@@ -48,3 +53,12 @@ def get_backend(name: str) -> Backend:
     except KeyError:
         from .errors import XconvError
         raise XconvError(f"unknown target '{name}'; known: {sorted(BACKENDS)}") from None
+
+
+def as_bytes(content: Content) -> bytes:
+    """Join chunked content (tests and small files; writers stream the chunks instead)."""
+    if isinstance(content, (bytes, bytearray)):
+        return bytes(content)
+    if isinstance(content, memoryview):
+        return content.tobytes()
+    return b"".join(bytes(c) for c in content)

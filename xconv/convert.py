@@ -14,7 +14,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Sequence, Union
 
 from . import __version__
 from .backend import EmitOptions, get_backend
@@ -70,7 +70,10 @@ def read_sidecar(path: Path) -> dict[str, Any]:
     return d if isinstance(d, dict) else {}
 
 
-def write_atomic(outdir: Path, files: dict[str, bytes]) -> list[Path]:
+Content = Union[bytes, Sequence[Union[bytes, memoryview]]]
+
+
+def write_atomic(outdir: Path, files: dict[str, Content]) -> list[Path]:
     """Write all ``files`` into ``outdir`` or none of them.
 
     Contents go to a private temporary directory first; existing files of
@@ -90,9 +93,9 @@ def write_atomic(outdir: Path, files: dict[str, bytes]) -> list[Path]:
         (tmp / "old").mkdir()
         for name, data in files.items():
             with open(tmp / name, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
+                # chunks (e.g. memoryviews of weight arrays) are written as they are, never joined
+                for chunk in ([data] if isinstance(data, (bytes, bytearray, memoryview)) else data):
+                    f.write(chunk)
         for name in files:
             dest = outdir / name
             if dest.exists() or dest.is_symlink():

@@ -22,7 +22,7 @@ import logging
 
 import numpy as np
 
-from xconv.backend import EmitOptions, register_backend
+from xconv.backend import Content, EmitOptions, register_backend
 from xconv.errors import BackendError, UnsupportedOpError
 from xconv.ir import Graph
 
@@ -62,11 +62,13 @@ class _Wire:
         self.blob_data = f("BlobProto", "data")
         self.shape_dim = f("BlobShape", "dim")
 
-    def blob(self, a: np.ndarray) -> bytes:
+    def blob(self, a: np.ndarray) -> list[bytes | memoryview]:
+        """A BlobProto as chunks: header bytes, then the float32 data itself (no copy)."""
         dims = b"".join(_varint(int(d)) for d in a.shape)
         shape = _ld(self.shape_dim, dims) if a.ndim else b""
-        data = np.ascontiguousarray(a, dtype="<f4").tobytes()
-        return _ld(self.blob_shape, shape) + _ld(self.blob_data, data)
+        data = np.ascontiguousarray(a, dtype="<f4")
+        head = _ld(self.blob_shape, shape) + _varint((self.blob_data << 3) | 2) + _varint(data.nbytes)
+        return [head, memoryview(data).cast("B")]
 
 
 class CaffeBackend:
@@ -100,18 +102,21 @@ class CaffeBackend:
         em.run()
         return S, em
 
-    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, bytes]:
+    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, Content]:
         S, em = self.build(graph, opts)
         deploy = S.NetParameter(name=name)
         for lay in em.layers:
             deploy.layer.add().CopyFrom(lay.msg)
         wire = _Wire(S)
-        parts = [S.NetParameter(name=name).SerializeToString()]
+        parts: list[bytes | memoryview] = [S.NetParameter(name=name).SerializeToString()]
         for lay in em.layers:
-            body = lay.msg.SerializeToString() + b"".join(_ld(wire.layer_blobs, wire.blob(b)) for b in lay.blobs)
-            parts.append(_ld(wire.net_layer, body))
+            body: list[bytes | memoryview] = [lay.msg.SerializeToString()]
+            for b in lay.blobs:
+                chunks = wire.blob(b)
+                body += [_varint((wire.layer_blobs << 3) | 2) + _varint(sum(len(c) for c in chunks))] + chunks
+            parts += [_varint((wire.net_layer << 3) | 2) + _varint(sum(len(c) for c in body))] + body
         log.info("caffe: %d layers, %d blobs", len(em.layers), sum(len(x.blobs) for x in em.layers))
-        return {f"{name}.prototxt": to_prototxt(deploy).encode(), f"{name}.caffemodel": b"".join(parts)}
+        return {f"{name}.prototxt": to_prototxt(deploy).encode(), f"{name}.caffemodel": parts}
 
 
 register_backend(CaffeBackend())

@@ -51,13 +51,15 @@ older runtimes can load opset-13 models.
 from __future__ import annotations
 
 import json
+import os
+import tempfile
 import logging
 
 import numpy as np
 import onnx
 from onnx import TensorProto, ValueInfoProto, helper, numpy_helper
 
-from xconv.backend import EmitOptions, register_backend
+from xconv.backend import Content, EmitOptions, register_backend
 from xconv.errors import BackendError, UnsupportedOpError
 from xconv.ir import Graph, TensorType
 
@@ -110,6 +112,27 @@ def to_model(graph: Graph, opset: int = 13) -> onnx.ModelProto:
 
     Validates the graph first (which also fills ``graph.types``).
     """
+    return _build(graph, opset, None)
+
+
+#: params at least this large are streamed by :meth:`OnnxBackend.emit` (smaller ones stay inline)
+STREAM_MIN_BYTES = 4096
+_STUB_FILE = "xconv-check.bin"
+
+
+def _stub(name: str, a: np.ndarray, offset: int) -> TensorProto:
+    """An initializer whose data is 'external' at ``offset`` of the check stub file."""
+    t = TensorProto(name=name, dims=list(a.shape), data_type=helper.np_dtype_to_tensor_dtype(a.dtype))
+    t.data_location = TensorProto.EXTERNAL
+    for k, v in (("location", _STUB_FILE), ("offset", str(offset)), ("length", str(a.nbytes))):
+        e = t.external_data.add()
+        e.key, e.value = k, v
+    return t
+
+
+def _build(graph: Graph, opset: int, streamed: dict[str, np.ndarray] | None) -> onnx.ModelProto:
+    """``streamed=None``: every initializer inline.  A dict: large params become
+    external-data stubs and are collected in it (name -> array) for streaming."""
     _check_opset(opset)
     _unsupported(graph)
     graph.validate()
@@ -124,7 +147,17 @@ def to_model(graph: Graph, opset: int = 13) -> onnx.ModelProto:
         extra.extend(low.initializers)
 
     used = {i for nd in nodes for i in nd.input if i} | set(graph.outputs)
-    inits = [numpy_helper.from_array(np.require(a, requirements="C"), k) for k, a in graph.params.items() if k in used]
+    inits = []
+    offset = 0
+    for k, a in graph.params.items():
+        if k not in used:
+            continue
+        if streamed is not None and a.nbytes >= STREAM_MIN_BYTES:
+            streamed[k] = a
+            inits.append(_stub(k, a, offset))
+            offset += a.nbytes
+        else:
+            inits.append(numpy_helper.from_array(np.require(a, requirements="C"), k))
     dropped = sorted(k for k in graph.params if k not in used)
     if dropped:
         log.debug("onnx: %d param(s) not referenced by any emitted node: %s", len(dropped), dropped[:10])
@@ -159,14 +192,82 @@ class OnnxBackend:
         graph.validate()
         _prechecks(graph, ModelContext(graph, opts.opset))
 
-    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, bytes]:
-        model = to_model(graph, opts.opset)
-        try:
-            onnx.checker.check_model(model, full_check=True)
-        except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
-            raise BackendError(f"onnx: emitted model for '{graph.name}' fails onnx.checker "
-                               f"(an xconv bug, please report): {e}") from e
-        return {f"{name}.onnx": model.SerializeToString()}
+    def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, Content]:
+        """The model file as chunks: protobuf headers, then each large weight
+        array's own memory (no serialised copy of the weights is ever made).
+
+        onnx.checker (full check, with shape inference) runs on the model with
+        its large initializers as external-data stubs over a sparse file, so
+        checking costs neither a copy of the weights nor their serialisation.
+        """
+        streamed: dict[str, np.ndarray] = {}
+        model = _build(graph, opts.opset, streamed)
+        self._check(model, streamed, graph.name)
+        return {f"{name}.onnx": _stream(model, streamed)}
+
+    @staticmethod
+    def _check(model: onnx.ModelProto, streamed: dict[str, np.ndarray], what: str) -> None:
+        with tempfile.TemporaryDirectory(prefix="xconv-onnx-check-") as d:
+            with open(os.path.join(d, _STUB_FILE), "wb") as f:
+                f.truncate(sum(a.nbytes for a in streamed.values()))  # sparse: no disk, no memory
+            path = os.path.join(d, "model.onnx")
+            with open(path, "wb") as f:
+                f.write(model.SerializeToString())
+            try:
+                onnx.checker.check_model(path, full_check=True)
+            except (onnx.checker.ValidationError, onnx.shape_inference.InferenceError) as e:
+                raise BackendError(f"onnx: emitted model for '{what}' fails onnx.checker "
+                                   f"(an xconv bug, please report): {e}") from e
+
+
+def _varint(v: int) -> bytes:
+    out = bytearray()
+    while True:
+        b = v & 0x7F
+        v >>= 7
+        out.append(b | (0x80 if v else 0))
+        if not v:
+            return bytes(out)
+
+
+def _tag(field: int) -> bytes:
+    return _varint((field << 3) | 2)  # length-delimited
+
+
+_GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
+_INIT = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
+_RAW = TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
+
+
+def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[bytes | memoryview]:
+    """Encode ``model`` with its stub initializers replaced by the real data.
+
+    Protobuf fields may come in any order and repeated fields may be split, so
+    the graph is written as its serialised non-streamed part followed by one
+    ``initializer`` record per streamed array; lengths are computed up front.
+    """
+    g = model.graph
+    records: list[bytes | memoryview] = []
+    keep = []
+    for t in g.initializer:
+        a = streamed.get(t.name)
+        if a is None:
+            keep.append(t)
+            continue
+        head = TensorProto(name=t.name, dims=list(t.dims), data_type=t.data_type).SerializeToString()
+        raw = memoryview(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1)).cast("B")
+        raw_head = _tag(_RAW) + _varint(len(raw))
+        records += [_tag(_INIT) + _varint(len(head) + len(raw_head) + len(raw)), head, raw_head, raw]
+    graph_only = onnx.GraphProto()
+    graph_only.CopyFrom(g)
+    graph_only.ClearField("initializer")
+    graph_only.initializer.extend(keep)
+    gbytes = graph_only.SerializeToString()
+    rest = onnx.ModelProto()
+    rest.CopyFrom(model)
+    rest.ClearField("graph")
+    glen = len(gbytes) + sum(len(c) for c in records)
+    return [rest.SerializeToString(), _tag(_GRAPH) + _varint(glen), gbytes] + records
 
 
 register_backend(OnnxBackend())

@@ -248,7 +248,8 @@ def extract_state_dict(obj: Any, path: str) -> dict[str, torch.Tensor]:
     return sd
 
 
-def apply_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: str, arch: str) -> None:
+def apply_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: str, arch: str,
+                     assign: bool = False) -> None:
     """``load_state_dict(strict=True)`` after a clear report of what does not match."""
     expected = model.state_dict()
     missing = [k for k in expected if k not in sd]
@@ -267,7 +268,7 @@ def apply_state_dict(model: torch.nn.Module, sd: dict[str, torch.Tensor], path: 
                 parts.append(f"{len(items)} {label}: {shown}")
         raise InputFileError(f"pytorch: the state dict in {path!r} does not fit arch {arch!r}: " + "; ".join(parts)
                              + ". Check the arch and arch_kwargs (e.g. num_classes).")
-    model.load_state_dict(sd, strict=True)
+    model.load_state_dict(sd, strict=True, assign=assign)
 
 
 def build_module(source: Any, arch: str | None = None, arch_kwargs: dict[str, Any] | None = None) -> torch.nn.Module:
@@ -296,6 +297,25 @@ def build_module(source: Any, arch: str | None = None, arch_kwargs: dict[str, An
     if not arch:
         raise XconvError(f"pytorch: {path!r} holds weights only (a state dict); pass arch= to say which "
                          "architecture they belong to:\n  " + "\n  ".join(ARCH_FORMS))
+    model = _build_on_meta(arch, arch_kwargs)
+    if model is not None:
+        apply_state_dict(model, sd, path, arch, assign=True)
+        if not any(t.is_meta for t in (*model.parameters(), *model.buffers())):
+            return model.eval()
+        log.debug("%s: some tensors are not in the state dict; building with real initialisation", arch)
     model = build_arch(arch, arch_kwargs)
     apply_state_dict(model, sd, path, arch)
     return model.eval()
+
+
+def _build_on_meta(arch: str, arch_kwargs: dict[str, Any] | None) -> torch.nn.Module | None:
+    """The architecture with storage-less (meta) tensors, so that building it costs no
+    random initialisation; the state dict's tensors are then assigned in place of them."""
+    try:
+        with torch.device("meta"):
+            return build_arch(arch, arch_kwargs)
+    except XconvError:
+        raise
+    except Exception as e:  # noqa: BLE001 - factories that need real tensors: build normally
+        log.debug("%s cannot be built on the meta device (%s)", arch, e)
+        return None

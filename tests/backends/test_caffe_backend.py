@@ -32,7 +32,7 @@ import numpy as np
 import pytest
 
 from xconv import reference
-from xconv.backend import EmitOptions, get_backend
+from xconv.backend import as_bytes, EmitOptions, get_backend
 from xconv.convert import lower
 from xconv.errors import BackendError, UnsupportedAttrError, UnsupportedOpError, XconvError
 from xconv.ir import Graph, Node, SourceLoc, TensorType
@@ -115,7 +115,7 @@ def _assert_close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
 def _lower_emit(graph: Graph, dialect: str, name: str = "net") -> tuple[Graph, dict[str, bytes]]:
     opts = EmitOptions(dialect=dialect)
     lowered = lower(graph, "caffe", opts)
-    files = get_backend("caffe").emit(lowered, name, opts)
+    files = {k: as_bytes(v) for k, v in get_backend("caffe").emit(lowered, name, opts).items()}
     assert sorted(files) == [f"{name}.caffemodel", f"{name}.prototxt"]
     return lowered, files
 
@@ -611,7 +611,7 @@ def test_caffemodel_blobs_match_pycaffe(tmp_path: Path) -> None:
     lowered = lower(g, "caffe", opts)
     _, em = CaffeBackend().build(lowered, opts)
     meant = {lay.msg.name: lay.blobs for lay in em.layers if lay.blobs}
-    files = CaffeBackend().emit(lowered, "net", opts)
+    files = {k: as_bytes(v) for k, v in CaffeBackend().emit(lowered, "net", opts).items()}
 
     theirs = caffe_pb2.NetParameter.FromString(files["net.caffemodel"])
     ours = parse_caffemodel(files["net.caffemodel"], "bvlc", strict=True)
