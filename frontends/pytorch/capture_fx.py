@@ -123,7 +123,13 @@ def _summarise(v: Any) -> Any:
 
 
 class _Observer(ShapeProp):
-    """ShapeProp that also records what conversion needs to fold constants."""
+    """ShapeProp that also records what conversion needs to fold constants.
+
+    It runs the model for real on one seeded input: the shapes it records are
+    PyTorch's own, an independent check of the IR's shape inference.  (Fake
+    tensors would skip the arithmetic, but importing their machinery costs
+    more than a batch-1 forward pass of a 15-GMAC model.)
+    """
 
     def __init__(self, gm: fx.GraphModule) -> None:
         super().__init__(gm)
@@ -265,6 +271,18 @@ def _check_shape(call: Call, b: Builder, result: Any, expected: Any) -> None:
         raise InvalidGraphError(f"{call.where()}: the IR gives shape {got}, torch gives {expected}")
 
 
+def _observe(gm: fx.GraphModule, sample: torch.Tensor, module: torch.nn.Module,
+             input_shape: tuple[int, ...]) -> _Observer:
+    obs = _Observer(gm)
+    with torch.inference_mode():
+        try:
+            obs.propagate(sample)
+        except Exception as e:  # noqa: BLE001
+            raise XconvError(f"pytorch: running {type(module).__name__} on an input of shape {tuple(input_shape)} "
+                             f"failed: {type(e).__name__}: {e}. Pass the input_shape the model expects.") from e
+    return obs
+
+
 def capture(module: torch.nn.Module, input_shape: tuple[int, ...], b: Builder, *, seed: int = 0) -> list[TensorRef]:
     """Trace ``module`` and convert it into ``b``; returns the output refs."""
     gm, forced = trace(module)
@@ -278,13 +296,7 @@ def capture(module: torch.nn.Module, input_shape: tuple[int, ...], b: Builder, *
     if len(required) != 1:
         raise XconvError(f"pytorch: {type(module).__name__}.forward takes {len(required)} required inputs "
                          f"({[n.name for n in required]}); xconv converts single-input models")
-    obs = _Observer(gm)
-    with torch.no_grad():
-        try:
-            obs.propagate(sample)
-        except Exception as e:  # noqa: BLE001
-            raise XconvError(f"pytorch: running {type(module).__name__} on an input of shape {tuple(input_shape)} "
-                             f"failed: {type(e).__name__}: {e}. Pass the input_shape the model expects.") from e
+    obs = _observe(gm, sample, module, input_shape)
 
     bad = scan(gm, obs, forced)
     if bad:

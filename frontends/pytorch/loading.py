@@ -17,12 +17,14 @@ import logging
 import os
 import pickle
 import re
+import contextlib
 import sys
+import types
 import warnings
 import zipfile
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import torch
 
@@ -72,9 +74,56 @@ def import_torchvision() -> Any:
             lib.define(schema)
             _tv_libs.append(lib)
             log.debug("defined the missing op schema torchvision::%s", name)
-    import torchvision  # noqa: PLC0415
+    with _dynamo_deferred():
+        import torchvision  # noqa: F401,PLC0415
+    import torchvision  # noqa: PLC0415  (bound here whichever way the import above went)
 
     return torchvision
+
+
+@contextlib.contextmanager
+def _dynamo_deferred() -> Iterator[None]:
+    """Import torchvision without importing ``torch._dynamo`` (about 0.9 s).
+
+    torchvision's only use of dynamo at import time is
+    ``from torch._dynamo.utils import is_compile_supported`` in
+    ``ops/roi_align.py``.  While torchvision imports, that module is a
+    stand-in whose ``is_compile_supported`` imports the real one on first call;
+    afterwards the stand-ins leave ``sys.modules`` and ``torch`` again, so a
+    later ``import torch._dynamo`` gets the real package.  If torchvision ever
+    needs more of dynamo at import, the stand-in raises ImportError and the
+    import is simply retried for real.
+    """
+    if "torch._dynamo" in sys.modules:
+        yield
+        return
+    pkg = types.ModuleType("torch._dynamo")
+    pkg.__path__ = []  # a package, so the submodule import resolves
+    utils = types.ModuleType("torch._dynamo.utils")
+
+    def is_compile_supported(device_type: Any) -> Any:
+        from torch._dynamo.utils import is_compile_supported as real  # noqa: PLC0415
+        return real(device_type)
+
+    utils.is_compile_supported = is_compile_supported  # type: ignore[attr-defined]
+    pkg.utils = utils  # type: ignore[attr-defined]
+    sys.modules["torch._dynamo"], sys.modules["torch._dynamo.utils"] = pkg, utils
+    ok = False
+    try:
+        yield
+        ok = True
+    except ImportError:
+        for k in [k for k in sys.modules if k == "torchvision" or k.startswith("torchvision.")]:
+            del sys.modules[k]
+    finally:
+        for k in ("torch._dynamo.utils", "torch._dynamo"):
+            if sys.modules.get(k) in (pkg, utils):
+                del sys.modules[k]
+        if torch.__dict__.get("_dynamo") is pkg:
+            delattr(torch, "_dynamo")
+    if not ok:
+        log.debug("torchvision needs torch._dynamo at import; importing it for real")
+        import torchvision  # noqa: F401,PLC0415
 
 
 # --------------------------------------------------------------------------- architectures
@@ -297,25 +346,37 @@ def build_module(source: Any, arch: str | None = None, arch_kwargs: dict[str, An
     if not arch:
         raise XconvError(f"pytorch: {path!r} holds weights only (a state dict); pass arch= to say which "
                          "architecture they belong to:\n  " + "\n  ".join(ARCH_FORMS))
-    model = _build_on_meta(arch, arch_kwargs)
-    if model is not None:
-        apply_state_dict(model, sd, path, arch, assign=True)
-        if not any(t.is_meta for t in (*model.parameters(), *model.buffers())):
-            return model.eval()
-        log.debug("%s: some tensors are not in the state dict; building with real initialisation", arch)
-    model = build_arch(arch, arch_kwargs)
-    apply_state_dict(model, sd, path, arch)
+    with _skip_init():
+        model = build_arch(arch, arch_kwargs)
+    apply_state_dict(model, sd, path, arch, assign=True)
     return model.eval()
 
 
-def _build_on_meta(arch: str, arch_kwargs: dict[str, Any] | None) -> torch.nn.Module | None:
-    """The architecture with storage-less (meta) tensors, so that building it costs no
-    random initialisation; the state dict's tensors are then assigned in place of them."""
+_INIT_FUNCTIONS = ("uniform_", "normal_", "trunc_normal_", "constant_", "ones_", "zeros_", "eye_", "dirac_",
+                   "xavier_uniform_", "xavier_normal_", "kaiming_uniform_", "kaiming_normal_", "orthogonal_",
+                   "sparse_")
+
+
+@contextlib.contextmanager
+def _skip_init() -> Iterator[None]:
+    """Build a module without running ``torch.nn.init`` (its weights come from a state dict next).
+
+    Random initialisation of a large model costs seconds; every parameter it
+    would fill is replaced by ``load_state_dict(strict=True, assign=True)``
+    right after, which refuses a state dict that misses any of them.  (The meta
+    device would avoid the allocation too, but its init functions import
+    ``torch._dynamo``, which costs more than it saves.)  Not thread-safe: it
+    swaps functions of ``torch.nn.init`` for the duration.
+    """
+    saved = {n: getattr(torch.nn.init, n) for n in _INIT_FUNCTIONS if hasattr(torch.nn.init, n)}
+
+    def keep(tensor: Any, *args: Any, **kwargs: Any) -> Any:
+        return tensor
+
+    for n in saved:
+        setattr(torch.nn.init, n, keep)
     try:
-        with torch.device("meta"):
-            return build_arch(arch, arch_kwargs)
-    except XconvError:
-        raise
-    except Exception as e:  # noqa: BLE001 - factories that need real tensors: build normally
-        log.debug("%s cannot be built on the meta device (%s)", arch, e)
-        return None
+        yield
+    finally:
+        for n, fn in saved.items():
+            setattr(torch.nn.init, n, fn)

@@ -13,6 +13,29 @@ from ..ir import Graph
 from . import PassContext, register_pass
 
 
+_CHUNK = 1 << 18  # elements per float64 scratch block (2 MB: stays in cache, no page faults)
+
+
+def scale_rows(w: np.ndarray, factor: np.ndarray) -> np.ndarray:
+    """``w * factor[:, None, ...]`` computed in float64 and rounded once to w's dtype.
+
+    Works block by block through one reused float64 scratch buffer, so a
+    large model is folded without float64 copies of its weights.
+    """
+    out = np.empty_like(w)
+    rows = w.shape[0]
+    flat, oflat = w.reshape(rows, -1), out.reshape(rows, -1)
+    per = max(1, _CHUNK // max(1, flat.shape[1]))
+    scratch = np.empty(min(rows, per) * flat.shape[1], dtype=np.float64)
+    f = factor.astype(np.float64).reshape(rows, 1)
+    for i in range(0, rows, per):
+        blk = flat[i:i + per]
+        buf = scratch[:blk.size].reshape(blk.shape)
+        np.multiply(blk, f[i:i + per], out=buf)
+        oflat[i:i + per] = buf
+    return out
+
+
 @register_pass("fold_batchnorm")
 def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
     g = graph.replace()
@@ -33,8 +56,7 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
         inv = scale / np.sqrt(var + bn.attrs["epsilon"])
         w = g.params[p.inputs[1]]
         wdt = w.dtype
-        shape = (-1,) + (1,) * (w.ndim - 1)
-        w_new = (w.astype(np.float64) * inv.reshape(shape)).astype(wdt)
+        w_new = scale_rows(w, inv)
         b_old = g.params[p.inputs[2]].astype(np.float64) if len(p.inputs) > 2 and p.inputs[2] else 0.0
         b_new = ((b_old - mean) * inv + bias).astype(wdt)
         wname = g.unique_name(p.inputs[1] + "_bnfold")
