@@ -107,9 +107,8 @@ def cmd_verify(args: argparse.Namespace) -> int:
     fopts.update(frontend_opts(args))
     if "input_shape" in fopts:
         fopts["input_shape"] = tuple(fopts["input_shape"])
-    device = args.device
-    if device == "auto":
-        device = _auto_device()
+    from .verify.device import resolve_device
+    device = resolve_device(args.device)
     src = source_runner(fw, args.source, device=device, **fopts)
     rep = verify(src, args.converted, images=args.images, labels=args.labels, limit=args.limit,
                  batch=args.batch_size, atol=args.atol, device=device, source_name=f"{fw} (source)",
@@ -122,18 +121,6 @@ def cmd_verify(args: argparse.Namespace) -> int:
         print(f"wrote {args.json}")
     print("PARITY: PASS" if rep.passed else "PARITY: FAIL")
     return 0 if rep.passed else 1
-
-
-def _auto_device() -> str:
-    """cuda when both onnxruntime and torch can use a GPU here, else cpu."""
-    try:
-        import onnxruntime as ort
-        if "CUDAExecutionProvider" not in ort.get_available_providers():
-            return "cpu"
-        import torch
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -159,8 +146,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="xconv", description="Convert models between frameworks, with proof of parity.")
-    p.add_argument("--version", action="version", version=f"xconv {__version__}")
     p.add_argument("-v", "--verbose", action="count", default=0, help="-v: passes and timings, -vv: debug")
+    # accepted after the subcommand too; SUPPRESS keeps the subparser from resetting a -v given before it
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="count", default=argparse.SUPPRESS, help=argparse.SUPPRESS)
+    p.add_argument("--version", action="version", version=f"xconv {__version__}")
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
@@ -170,7 +160,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--arch-kwargs", type=_json, help="JSON keyword arguments for the --arch factory")
         sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (default 1,3,224,224)")
 
-    c = sub.add_parser("convert", help="convert a model")
+    c = sub.add_parser("convert", help="convert a model", parents=[common])
     c.add_argument("model")
     src_opts(c, True)
     c.add_argument("--to", required=True, choices=["caffe", "onnx"])
@@ -180,7 +170,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--name", help="output base name (default: from the model file)")
     c.set_defaults(fn=cmd_convert)
 
-    v = sub.add_parser("verify", help="compare a source model with converted ones")
+    v = sub.add_parser("verify", help="compare a source model with converted ones", parents=[common])
     v.add_argument("source")
     v.add_argument("converted", nargs="+", help="NAME.onnx, NAME.prototxt or NAME.xconv.json")
     src_opts(v, False)
@@ -194,12 +184,12 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--no-localise", action="store_true", help="skip the first-divergence search on failure")
     v.set_defaults(fn=cmd_verify)
 
-    i = sub.add_parser("inspect", help="op counts, parameters and GMACs")
+    i = sub.add_parser("inspect", help="op counts, parameters and GMACs", parents=[common])
     i.add_argument("model")
     src_opts(i, True)
     i.set_defaults(fn=cmd_inspect)
 
-    d = sub.add_parser("demo", help="convert and verify EfficientNet-Lite0 on 20 real ImageNet photos")
+    d = sub.add_parser("demo", help="convert and verify EfficientNet-Lite0 on 20 real ImageNet photos", parents=[common])
     d.add_argument("-o", "--output", default="out/demo")
     d.add_argument("--atol", type=float, default=5e-4)
     d.set_defaults(fn=cmd_demo)
