@@ -265,7 +265,10 @@ def load_checkpoint(path: str | os.PathLike[str]) -> Any:
     """``torch.load(..., weights_only=True)`` with errors turned into xconv errors."""
     p = _check_file(path)
     try:
-        return torch.load(str(p), map_location="cpu", weights_only=True)
+        # zip-format files are memory-mapped (weights are paged in as they are used, never
+        # copied); the legacy format cannot be, and is read whole
+        mmap = zipfile.is_zipfile(p)
+        return torch.load(str(p), map_location="cpu", weights_only=True, mmap=mmap)
     except pickle.UnpicklingError as e:
         raise _unpickling_error(p, e) from e
     except (RuntimeError, EOFError, OSError, ValueError, KeyError, zipfile.BadZipFile, UnicodeDecodeError) as e:

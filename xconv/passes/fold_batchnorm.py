@@ -7,6 +7,9 @@ folded stay; the Caffe backend emits them as BatchNorm + Scale.
 """
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
+
 import numpy as np
 
 from ..ir import Graph
@@ -43,6 +46,7 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
     cons = g.consumers()
     drop: set[str] = set()
     mapping: dict[str, str] = {}
+    jobs: list[tuple[str, np.ndarray, np.ndarray]] = []  # (param name, weight, per-row factor)
     for bn in g.nodes:
         if bn.op != "BatchNormalization":
             continue
@@ -56,16 +60,25 @@ def fold_batchnorm(graph: Graph, ctx: PassContext) -> Graph:
         inv = scale / np.sqrt(var + bn.attrs["epsilon"])
         w = g.params[p.inputs[1]]
         wdt = w.dtype
-        w_new = scale_rows(w, inv)
         b_old = g.params[p.inputs[2]].astype(np.float64) if len(p.inputs) > 2 and p.inputs[2] else 0.0
         b_new = ((b_old - mean) * inv + bias).astype(wdt)
         wname = g.unique_name(p.inputs[1] + "_bnfold")
-        g.params[wname] = w_new
+        jobs.append((wname, w, inv))
+        g.params[wname] = w  # replaced by the folded weight below
         bname = g.unique_name(p.name + ".bias_bnfold")
         g.params[bname] = b_new
         p.inputs = [p.inputs[0], wname, bname]
         mapping[bn.outputs[0]] = x
         drop.add(bn.name)
+    # the weight scaling is memory-bound numpy work that releases the GIL: use every core
+    workers = min(len(jobs), os.cpu_count() or 1)
+    if workers > 1:
+        with ThreadPoolExecutor(workers) as pool:
+            folded = list(pool.map(lambda j: scale_rows(j[1], j[2]), jobs))
+    else:
+        folded = [scale_rows(w, f) for _, w, f in jobs]
+    for (wname, _, _), w_new in zip(jobs, folded):
+        g.params[wname] = w_new
     g.nodes = [n for n in g.nodes if n.name not in drop]
     # keep BN output names (they may be graph outputs or referenced by users)
     inv_map = {v: k for k, v in mapping.items()}
