@@ -24,6 +24,7 @@ import numpy as np
 
 from xconv.backend import Content, EmitOptions, register_backend
 from xconv.errors import BackendError, UnsupportedOpError
+from xconv import wire
 from xconv.ir import Graph
 
 from .emitter import HANDLERS, Emitter
@@ -34,24 +35,7 @@ log = logging.getLogger(__name__)
 WRITE_DIALECTS = ("bvlc", "ceil-mode")
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        if v:
-            out.append(b | 0x80)
-        else:
-            out.append(b)
-            return bytes(out)
-
-
-def _ld(field: int, payload: bytes) -> bytes:
-    """A length-delimited protobuf field."""
-    return _varint((field << 3) | 2) + _varint(len(payload)) + payload
-
-
-class _Wire:
+class _Fields:
     """Field numbers read from the schema, so nothing is hard-coded twice."""
 
     def __init__(self, S) -> None:
@@ -62,13 +46,12 @@ class _Wire:
         self.blob_data = f("BlobProto", "data")
         self.shape_dim = f("BlobShape", "dim")
 
-    def blob(self, a: np.ndarray) -> list[bytes | memoryview]:
+    def blob(self, a: np.ndarray) -> list[wire.Chunk]:
         """A BlobProto as chunks: header bytes, then the float32 data itself (no copy)."""
-        dims = b"".join(_varint(int(d)) for d in a.shape)
-        shape = _ld(self.shape_dim, dims) if a.ndim else b""
+        dims = b"".join(wire.varint(int(d)) for d in a.shape)
+        shape = wire.field(self.shape_dim, dims) if a.ndim else b""
         data = np.ascontiguousarray(a, dtype="<f4")
-        head = _ld(self.blob_shape, shape) + _varint((self.blob_data << 3) | 2) + _varint(data.nbytes)
-        return [head, memoryview(data).cast("B")]
+        return [wire.field(self.blob_shape, shape), *wire.nested(self.blob_data, [memoryview(data).cast("B")])]
 
 
 class CaffeBackend:
@@ -107,14 +90,13 @@ class CaffeBackend:
         deploy = S.NetParameter(name=name)
         for lay in em.layers:
             deploy.layer.add().CopyFrom(lay.msg)
-        wire = _Wire(S)
-        parts: list[bytes | memoryview] = [S.NetParameter(name=name).SerializeToString()]
+        fields = _Fields(S)
+        parts: list[wire.Chunk] = [S.NetParameter(name=name).SerializeToString()]
         for lay in em.layers:
-            body: list[bytes | memoryview] = [lay.msg.SerializeToString()]
+            body: list[wire.Chunk] = [lay.msg.SerializeToString()]
             for b in lay.blobs:
-                chunks = wire.blob(b)
-                body += [_varint((wire.layer_blobs << 3) | 2) + _varint(sum(len(c) for c in chunks))] + chunks
-            parts += [_varint((wire.net_layer << 3) | 2) + _varint(sum(len(c) for c in body))] + body
+                body += wire.nested(fields.layer_blobs, fields.blob(b))
+            parts += wire.nested(fields.net_layer, body)
         log.info("caffe: %d layers, %d blobs", len(em.layers), sum(len(x.blobs) for x in em.layers))
         return {f"{name}.prototxt": to_prototxt(deploy).encode(), f"{name}.caffemodel": parts}
 

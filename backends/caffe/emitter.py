@@ -322,25 +322,19 @@ def _gpool(e: Emitter, n: Node) -> None:
 
 
 # --------------------------------------------------------------------------- activations
-@handler("Relu")
-def _relu(e: Emitter, n: Node) -> None:
-    e.layer("ReLU", n.name, [n.inputs[0]], [n.outputs[0]])
+#: IR ops that are exactly one parameterless Caffe layer ("Split" copies: Identity)
+ONE_TO_ONE = {"Relu": "ReLU", "Sigmoid": "Sigmoid", "Tanh": "TanH", "Exp": "Exp", "Abs": "AbsVal", "Identity": "Split"}
+
+
+@handler(*ONE_TO_ONE)
+def _one_to_one(e: Emitter, n: Node) -> None:
+    e.layer(ONE_TO_ONE[n.op], n.name, [n.inputs[0]], [n.outputs[0]])
 
 
 @handler("LeakyRelu")
 def _leaky(e: Emitter, n: Node) -> None:
     m = e.layer("ReLU", n.name, [n.inputs[0]], [n.outputs[0]])
     m.relu_param.negative_slope = n.attrs["alpha"]
-
-
-@handler("Sigmoid")
-def _sigmoid(e: Emitter, n: Node) -> None:
-    e.layer("Sigmoid", n.name, [n.inputs[0]], [n.outputs[0]])
-
-
-@handler("Tanh")
-def _tanh(e: Emitter, n: Node) -> None:
-    e.layer("TanH", n.name, [n.inputs[0]], [n.outputs[0]])
 
 
 @handler("Elu")
@@ -370,16 +364,6 @@ def _softmax(e: Emitter, n: Node) -> None:
         m.softmax_param.axis = ax
 
 
-@handler("Exp")
-def _exp(e: Emitter, n: Node) -> None:
-    e.layer("Exp", n.name, [n.inputs[0]], [n.outputs[0]])
-
-
-@handler("Abs")
-def _abs(e: Emitter, n: Node) -> None:
-    e.layer("AbsVal", n.name, [n.inputs[0]], [n.outputs[0]])
-
-
 @handler("Sqrt")
 def _sqrt(e: Emitter, n: Node) -> None:
     e.power(n.inputs[0], n.outputs[0], n.name, power=0.5)
@@ -388,11 +372,6 @@ def _sqrt(e: Emitter, n: Node) -> None:
 @handler("Neg")
 def _neg(e: Emitter, n: Node) -> None:
     e.power(n.inputs[0], n.outputs[0], n.name, scale=-1.0)
-
-
-@handler("Identity")
-def _identity(e: Emitter, n: Node) -> None:
-    e.layer("Split", n.name, [n.inputs[0]], [n.outputs[0]])
 
 
 # --------------------------------------------------------------------------- binary

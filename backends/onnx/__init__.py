@@ -59,6 +59,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, ValueInfoProto, helper, numpy_helper
 
+from xconv import wire
 from xconv.backend import Content, EmitOptions, register_backend
 from xconv.errors import BackendError, UnsupportedOpError
 from xconv.ir import Graph, TensorType
@@ -220,26 +221,12 @@ class OnnxBackend:
                                    f"(an xconv bug, please report): {e}") from e
 
 
-def _varint(v: int) -> bytes:
-    out = bytearray()
-    while True:
-        b = v & 0x7F
-        v >>= 7
-        out.append(b | (0x80 if v else 0))
-        if not v:
-            return bytes(out)
-
-
-def _tag(field: int) -> bytes:
-    return _varint((field << 3) | 2)  # length-delimited
-
-
 _GRAPH = onnx.ModelProto.DESCRIPTOR.fields_by_name["graph"].number
 _INIT = onnx.GraphProto.DESCRIPTOR.fields_by_name["initializer"].number
 _RAW = TensorProto.DESCRIPTOR.fields_by_name["raw_data"].number
 
 
-def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[bytes | memoryview]:
+def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[wire.Chunk]:
     """Encode ``model`` with its stub initializers replaced by the real data.
 
     Protobuf fields may come in any order and repeated fields may be split, so
@@ -247,7 +234,7 @@ def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[byt
     ``initializer`` record per streamed array; lengths are computed up front.
     """
     g = model.graph
-    records: list[bytes | memoryview] = []
+    records: list[wire.Chunk] = []
     keep = []
     for t in g.initializer:
         a = streamed.get(t.name)
@@ -256,8 +243,7 @@ def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[byt
             continue
         head = TensorProto(name=t.name, dims=list(t.dims), data_type=t.data_type).SerializeToString()
         raw = memoryview(np.ascontiguousarray(a, dtype=a.dtype.newbyteorder("<")).reshape(-1)).cast("B")
-        raw_head = _tag(_RAW) + _varint(len(raw))
-        records += [_tag(_INIT) + _varint(len(head) + len(raw_head) + len(raw)), head, raw_head, raw]
+        records += wire.nested(_INIT, [head, *wire.nested(_RAW, [raw])])
     graph_only = onnx.GraphProto()
     graph_only.CopyFrom(g)
     graph_only.ClearField("initializer")
@@ -266,8 +252,7 @@ def _stream(model: onnx.ModelProto, streamed: dict[str, np.ndarray]) -> list[byt
     rest = onnx.ModelProto()
     rest.CopyFrom(model)
     rest.ClearField("graph")
-    glen = len(gbytes) + sum(len(c) for c in records)
-    return [rest.SerializeToString(), _tag(_GRAPH) + _varint(glen), gbytes] + records
+    return [rest.SerializeToString(), *wire.nested(_GRAPH, [gbytes, *records])]
 
 
 register_backend(OnnxBackend())

@@ -17,14 +17,11 @@ abort, run with ``-n 2`` (pytest-xdist names the test that crashed its worker).
 from __future__ import annotations
 
 import functools
-import importlib
 import math
 import os
 import re
-import zlib
 from pathlib import Path
-from types import ModuleType
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 os.environ.setdefault("GLOG_minloglevel", "2")  # before pycaffe loads glog
 
@@ -35,21 +32,15 @@ from xconv import reference
 from xconv.backend import as_bytes, EmitOptions, get_backend
 from xconv.convert import lower
 from xconv.errors import BackendError, UnsupportedAttrError, UnsupportedOpError, XconvError
-from xconv.ir import Graph, Node, SourceLoc, TensorType
-from xconv.ops import OPS, make_attrs
+from xconv.ir import Graph, TensorType
+from xconv.ops import OPS
 
 from xconv.backends.caffe import CaffeBackend
 from xconv.backends.caffe.emitter import BVLC_LAYER_TYPES, HANDLERS
 from xconv.backends.caffe.schema import CaffeSchemaError, parse_caffemodel, parse_prototxt
+from irgraphs import Spec, feeds as _feeds, node as _node, single as _single, try_import as _try_import, weights as _w  # noqa: E501,F401
 
 DIALECTS = ("bvlc", "ceil-mode")
-
-
-def _try_import(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
-        return None
 
 
 caffe = _try_import("caffe")  # imported once: pycaffe's start-up is the slow part
@@ -57,45 +48,6 @@ needs_caffe = pytest.mark.xfail(caffe is None, run=False,
                                 reason="pycaffe is not importable: the Caffe runtime checks did not run")
 
 # --------------------------------------------------------------------------- graph building
-Spec = Union[tuple[int, ...], np.ndarray, str]  # graph input shape | param | "" (omitted optional)
-
-
-def _node(op: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any) -> Node:
-    return Node(op, name, list(inputs), list(outputs), make_attrs(op, **attrs), SourceLoc("test", name))
-
-
-def _single(op: str, specs: Sequence[Spec], n_out: int = 1, **attrs: Any) -> Graph:
-    """A graph of one ``op`` node; shape specs become graph inputs, arrays params."""
-    inputs: dict[str, TensorType] = {}
-    params: dict[str, np.ndarray] = {}
-    names: list[str] = []
-    for i, s in enumerate(specs):
-        if isinstance(s, str):
-            names.append(s)
-        elif isinstance(s, np.ndarray):
-            params[f"p{i}"] = s
-            names.append(f"p{i}")
-        else:
-            inputs[f"x{i}"] = TensorType(s)
-            names.append(f"x{i}")
-    outs = [f"y{j}" for j in range(n_out)]
-    return Graph(f"test_{op}", [_node(op, names, outs, op.lower(), **attrs)], inputs, outs, params)
-
-
-def _w(*shape: int, seed: int = 0, positive: bool = False) -> np.ndarray:
-    a = np.random.default_rng(seed + 1000).standard_normal(shape).astype(np.float32)
-    return np.abs(a) + 0.5 if positive else a
-
-
-def _feeds(graph: Graph, key: str, positive: bool = False, scale: float = 1.0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    out = {}
-    for k, t in graph.inputs.items():
-        a = rng.standard_normal(t.shape) * scale
-        out[k] = (np.abs(a) + 0.1 if positive else a).astype(np.float32)
-    return out
-
-
 def _assert_close(got: np.ndarray, ref: np.ndarray, what: str) -> None:
     # pycaffe computes in float32 (Conv/InnerProduct/pooling sum up to ~100
     # terms); the reference runs in float64 on the same float32 inputs and

@@ -9,12 +9,9 @@ also compared with PyTorch as an independent reference when it is importable.
 from __future__ import annotations
 
 import functools
-import importlib
 import json
 import logging
-import zlib
-from types import ModuleType
-from typing import Any, Callable, Sequence, Union
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import onnx
@@ -26,9 +23,10 @@ from xconv import reference
 from xconv.backend import as_bytes, BACKENDS, EmitOptions
 from xconv.errors import BackendError, UnsupportedOpError
 from xconv.ir import Graph, ModelMeta, Node, SourceLoc, TensorType
-from xconv.ops import OPS, make_attrs, pool_out
+from xconv.ops import OPS, pool_out
 
 from xconv.backends.onnx import HANDLERS, META_KEY, OnnxBackend, to_model
+from irgraphs import Spec, feeds as _feeds, node as _node, single as _single, try_import as _try_import, weights as _w  # noqa: E501,F401
 
 log = logging.getLogger(__name__)
 ort.set_default_logger_severity(3)
@@ -36,57 +34,11 @@ ort.set_default_logger_severity(3)
 OPSETS = (13, 14, 17, 18, 21)
 
 
-def _try_import(name: str) -> ModuleType | None:
-    try:
-        return importlib.import_module(name)
-    except Exception:  # noqa: BLE001 - any import failure means "not available"
-        return None
-
-
 torch = _try_import("torch")
 needs_torch = pytest.mark.xfail(torch is None, run=False,
                                 reason="torch is not importable: the independent PyTorch cross-check did not run")
 
 # --------------------------------------------------------------------------- graph building
-Spec = Union[tuple[int, ...], np.ndarray, str]  # graph input shape | param | "" (omitted optional)
-
-
-def _node(op: str, inputs: Sequence[str], outputs: Sequence[str], name: str, **attrs: Any) -> Node:
-    return Node(op, name, list(inputs), list(outputs), make_attrs(op, **attrs), SourceLoc("test", name))
-
-
-def _single(op: str, specs: Sequence[Spec], n_out: int = 1, **attrs: Any) -> Graph:
-    """A graph of one ``op`` node; shape specs become graph inputs, arrays params."""
-    inputs: dict[str, TensorType] = {}
-    params: dict[str, np.ndarray] = {}
-    names: list[str] = []
-    for i, s in enumerate(specs):
-        if isinstance(s, str):
-            names.append(s)
-        elif isinstance(s, np.ndarray):
-            params[f"p{i}"] = s
-            names.append(f"p{i}")
-        else:
-            inputs[f"x{i}"] = TensorType(s)
-            names.append(f"x{i}")
-    outs = [f"y{j}" for j in range(n_out)]
-    return Graph(f"test_{op}", [_node(op, names, outs, op.lower(), **attrs)], inputs, outs, params)
-
-
-def _w(*shape: int, seed: int = 0, positive: bool = False) -> np.ndarray:
-    a = np.random.default_rng(seed + 1000).standard_normal(shape).astype(np.float32)
-    return np.abs(a) + 0.5 if positive else a
-
-
-def _feeds(graph: Graph, key: str, positive: bool = False, scale: float = 1.0) -> dict[str, np.ndarray]:
-    rng = np.random.default_rng(zlib.crc32(key.encode()))
-    out = {}
-    for k, t in graph.inputs.items():
-        a = rng.standard_normal(t.shape) * scale
-        out[k] = (np.abs(a) + 0.1 if positive else a).astype(np.float32)
-    return out
-
-
 def _ort_run(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> list[np.ndarray]:
     so = ort.SessionOptions()
     so.log_severity_level = 3
@@ -581,7 +533,6 @@ def test_gemm_vs_torch(bias: bool) -> None:
     feeds = _feeds(g, "torchgemm")
     expect = _torch_f64(torch.nn.functional.linear, feeds["x0"], w, b if bias else None)
     _both_vs_torch(g, feeds, expect, f"gemm bias={bias}")
-
 
 
 def test_streamed_file_equals_in_memory_model() -> None:
