@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import argparse
+import re
 import json
 import logging
 import os
@@ -43,16 +44,21 @@ def frontend_opts(args: argparse.Namespace) -> dict[str, Any]:
         opts["arch_kwargs"] = args.arch_kwargs
     if getattr(args, "input_shape", None):
         opts["input_shape"] = args.input_shape
+    if getattr(args, "drop_background", False):
+        opts["drop_background"] = True
+    for k in ("inputs", "outputs"):
+        if getattr(args, k, None):
+            opts[k] = [v for v in getattr(args, k).split(",") if v]
     return opts
 
 
 def model_name(source: str, arch: str | None) -> str:
-    p = Path(source)
-    name = p.name
-    for suf in (".pth", ".pt", ".pkl", ".ckpt", ".h5", ".keras", ".onnx", ".json", ".params"):
-        if name.endswith(suf):
-            name = name[: -len(suf)]
-            break
+    """Output base name from the model file: ``inception_v4.ckpt`` -> ``inception_v4``,
+    ``model.ckpt-12345.index`` -> ``model``, a SavedModel directory -> its name."""
+    name = Path(str(source).rstrip("/")).name
+    name = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", name)
+    name = re.sub(r"\.ckpt(-\d+)?$", "", name)
+    name = re.sub(r"\.(pth|pt|pkl|pb|h5|keras|onnx|json|params|t7|caffemodel|prototxt)$", "", name)
     if not name and arch:
         name = arch.split(":")[-1]
     return name or "model"
@@ -154,11 +160,18 @@ def build_parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="cmd", required=True)
 
     def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
-        sp.add_argument("--from", dest="source_fw", required=required_from, help="source framework (pytorch)")
-        sp.add_argument("--arch", help="architecture for a bare state_dict: torchvision:resnet50, "
-                                       "efficientnet-lite:efficientnet-lite0, or package.module:factory")
+        sp.add_argument("--from", dest="source_fw", required=required_from,
+                        help="source framework: pytorch, tf-slim (checkpoint), tensorflow (.pb/.meta/SavedModel)")
+        sp.add_argument("--arch", help="pytorch state_dict: torchvision:resnet50, efficientnet-lite:efficientnet-lite0 "
+                                       "or package.module:factory; tf-slim: e.g. inception_v4 (default: recognised "
+                                       "from the checkpoint's variable scopes)")
+        sp.add_argument("--drop-background", action="store_true",
+                        help="tf-slim/tensorflow 1001-class heads: emit 1000 classes (drop logit 0)")
+        sp.add_argument("--inputs", help="tensorflow: input node name(s), comma-separated")
+        sp.add_argument("--outputs", help="tensorflow: output node name(s), comma-separated")
         sp.add_argument("--arch-kwargs", type=_json, help="JSON keyword arguments for the --arch factory")
-        sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (default 1,3,224,224)")
+        sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (NCHW even for TensorFlow models; default: the "
+                                                       "architecture's own size, or 1,3,224,224)")
 
     c = sub.add_parser("convert", help="convert a model", parents=[common])
     c.add_argument("model")

@@ -26,6 +26,10 @@ class FrontendInfo:
 FRONTENDS: dict[str, FrontendInfo] = {
     "pytorch": FrontendInfo("pytorch", "xconv.frontends.pytorch",
                             "nn.Module, TorchScript file, or state_dict + --arch"),
+    "tf-slim": FrontendInfo("tf-slim", "xconv.frontends.tensorflow.slim_entry",
+                            "TF-slim checkpoint (V1 file or V2 bundle, no meta graph), architecture recognised"),
+    "tensorflow": FrontendInfo("tensorflow", "xconv.frontends.tensorflow.graph_entry",
+                               "frozen GraphDef .pb, checkpoint with .meta, or SavedModel directory"),
 }
 
 
