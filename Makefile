@@ -100,8 +100,13 @@ test: setup
 demo: setup
 	$(VENV)/bin/xconv demo
 
+# peers measured by the bench, pinned (tf2onnx's own pins are looser than the stack's: --no-deps)
+BENCH_PINS := tf2onnx==1.17.0 flatbuffers
+
 bench: setup
+	$(PIP) install -q --disable-pip-version-check --no-deps $(BENCH_PINS)
 	$(PY) -m benchmarks.run
+	$(PY) -m benchmarks.tfslim
 
 clean:
 	rm -rf build/ dist/ out/ .pytest_cache/ *.egg-info

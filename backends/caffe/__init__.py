@@ -58,8 +58,8 @@ class CaffeBackend:
     name = "caffe"
 
     def passes(self, opts: EmitOptions) -> list[str]:
-        return ["remove_identity", "lower_adaptive_pool", "normalize_shapes", "fold_batchnorm", "fuse_pad",
-                "decompose_activations", "legalize_pad", "legalize_pool", "remove_identity"]
+        return ["remove_identity", "lower_adaptive_pool", "normalize_shapes", "fold_slice", "fold_batchnorm",
+                "fuse_pad", "decompose_activations", "legalize_pad", "legalize_pool", "remove_identity"]
 
     def dialect(self, opts: EmitOptions) -> str:
         d = opts.dialect or "bvlc"

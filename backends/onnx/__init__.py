@@ -185,7 +185,7 @@ class OnnxBackend:
     name = "onnx"
 
     def passes(self, opts: EmitOptions) -> list[str]:
-        return ["remove_identity"]
+        return ["remove_identity", "fold_slice"]
 
     def check(self, graph: Graph, opts: EmitOptions) -> None:
         _unsupported(graph)

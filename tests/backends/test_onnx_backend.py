@@ -290,7 +290,7 @@ def test_params_keep_dtype_and_inputs_are_static() -> None:
 def test_registered_and_emit() -> None:
     b = BACKENDS["onnx"]
     assert isinstance(b, OnnxBackend) and b.name == "onnx"
-    assert b.passes(EmitOptions()) == ["remove_identity"]
+    assert b.passes(EmitOptions()) == ["remove_identity", "fold_slice"]
     files = b.emit(_small_net(), "net", EmitOptions(opset=18))
     assert list(files) == ["net.onnx"]
     onnx.checker.check_model(onnx.load_from_string(as_bytes(files["net.onnx"])), full_check=True)

@@ -202,3 +202,16 @@ def test_passes_do_not_mutate_input():
     assert [(n.op, dict(n.attrs), list(n.inputs)) for n in g.nodes] == before
 
 
+
+
+@pytest.mark.parametrize("flatten", [False, True])
+def test_fold_slice_into_producer(flatten):
+    p = {"w": RNG.standard_normal((7, 3, 1, 1)).astype("f4"), "b": RNG.standard_normal(7).astype("f4")}
+    nodes = [node("GlobalAveragePool", "gap", ["x"]), node("Conv", "logits", ["gap", "w", "b"], kernel_shape=(1, 1))]
+    if flatten:
+        nodes.append(node("Flatten", "squeeze", ["logits"]))
+    nodes.append(node("Slice", "drop_bg", [nodes[-1].outputs[0]], axis=1, start=1, end=7))
+    g = graph(nodes, (2, 3, 5, 5), p)
+    g2 = run_passes(g, ["fold_slice"])
+    assert "Slice" not in g2.op_counts() and g2.outputs == ["drop_bg"]
+    same(g, g2, (2, 3, 5, 5))

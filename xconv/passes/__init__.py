@@ -132,5 +132,5 @@ def scalar_param(graph: Graph, name: str) -> float | None:
 # import the pass modules so they register
 from . import (  # noqa: E402,F401
     remove_identity, fold_batchnorm, lower_adaptive_pool, normalize_shapes, fuse_pad,
-    legalize_pad, legalize_pool, decompose_activations,
+    legalize_pad, legalize_pool, decompose_activations, fold_slice,
 )
