@@ -115,11 +115,13 @@ class OnnxRunner:
         return dict(zip(want, self.sess.run(want, {self.input: x})))
 
 
-class CaffeRunner:
+class InProcessCaffeRunner:
+    """pycaffe in this process: fastest, but only safe before TensorFlow is imported."""
+
     def __init__(self, prototxt: Path, caffemodel: Path, output: str | None = None) -> None:
         os.environ.setdefault("GLOG_minloglevel", "2")
         try:
-            import caffe  # type: ignore[import-not-found]
+            import caffe  # type: ignore[import-not-found]  # noqa: PLC0415
         except ImportError as e:
             raise XconvError("running a Caffe model needs pycaffe: run `make setup` to build it") from e
         caffe.set_mode_cpu()
@@ -142,6 +144,93 @@ class CaffeRunner:
     def tensors(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
         self._forward(x)
         return {n: self.net.blobs[n].data.copy() for n in names if n in self.net.blobs}
+
+
+def CaffeRunner(prototxt: Path, caffemodel: Path, output: str | None = None):  # noqa: N802 - a factory
+    """pycaffe in-process when that is safe, else in a child process.
+
+    pycaffe crashes when TensorFlow was imported before it; ``XCONV_CAFFE_ISOLATE=1``
+    forces the child process (which also turns a Caffe CHECK abort into an error).
+    """
+    import sys  # noqa: PLC0415
+    isolate = os.environ.get("XCONV_CAFFE_ISOLATE") == "1" or (
+        "tensorflow" in sys.modules and "caffe" not in sys.modules)
+    if isolate:
+        return WorkerCaffeRunner(prototxt, caffemodel, output)
+    return InProcessCaffeRunner(prototxt, caffemodel, output)
+
+
+class WorkerCaffeRunner:
+    """A Caffe net served by a child process (see :mod:`xconv.verify.caffe_worker`)."""
+
+    def __init__(self, prototxt: Path, caffemodel: Path, output: str | None = None) -> None:
+        import subprocess  # noqa: PLC0415
+        import sys  # noqa: PLC0415
+
+        env = {**os.environ, "GLOG_minloglevel": os.environ.get("GLOG_minloglevel", "2")}
+        self.proc = subprocess.Popen([sys.executable, "-m", "xconv.verify.caffe_worker", str(prototxt),
+                                      str(caffemodel)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, env=env)
+        hello = self._line()
+        self.input = hello["input"]
+        self.outputs = hello["outputs"]
+        self.blobs = hello["blobs"]
+        self.output = output or self.outputs[0]
+
+    def _fail(self, what: str) -> XconvError:
+        self.proc.kill()
+        err = self.proc.stderr.read().decode(errors="replace") if self.proc.stderr else ""
+        tail = "\n".join(err.strip().splitlines()[-8:])
+        return XconvError(f"Caffe {what}; its last words:\n{tail or '(nothing)'}")
+
+    def _line(self) -> dict[str, Any]:
+        assert self.proc.stdout is not None
+        line = self.proc.stdout.readline()
+        if not line:
+            raise self._fail("exited while loading or running the net")
+        return json.loads(line)
+
+    def _run(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        assert self.proc.stdin is not None and self.proc.stdout is not None
+        x = np.ascontiguousarray(x, dtype="<f4")
+        try:
+            self.proc.stdin.write((json.dumps({"names": list(names), "shape": list(x.shape)}) + "\n").encode())
+            self.proc.stdin.write(x.tobytes())
+            self.proc.stdin.flush()
+        except BrokenPipeError:
+            raise self._fail("is gone") from None
+        rep = self._line()
+        if not rep.get("ok"):
+            raise XconvError(f"Caffe forward failed: {rep.get('error')}")
+        out = {}
+        for name, shape in rep["arrays"]:
+            n = int(np.prod(shape)) * 4
+            buf = self.proc.stdout.read(n)
+            if len(buf) != n:
+                raise self._fail("stopped mid-reply")
+            out[name] = np.frombuffer(buf, dtype="<f4").reshape(shape).copy()
+        return out
+
+    def __call__(self, x: np.ndarray) -> np.ndarray:
+        return self._run(x, [self.output])[self.output]
+
+    def tensors(self, x: np.ndarray, names: Sequence[str]) -> dict[str, np.ndarray]:
+        return self._run(x, [n for n in names if n in self.blobs])
+
+    def close(self) -> None:
+        if self.proc.poll() is None:
+            if self.proc.stdin:
+                self.proc.stdin.close()
+            try:
+                self.proc.wait(timeout=10)
+            except Exception:  # noqa: BLE001
+                self.proc.kill()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:  # noqa: BLE001
+            pass
 
 
 def make_runner(conv: Converted, device: str = "cpu", intermediates: Sequence[str] = (),
