@@ -681,7 +681,7 @@ _DATA_RE = re.compile(r"^(.*)\.data-\d{5}-of-\d{5}$")
 _STATE_RE = re.compile(r'^\s*model_checkpoint_path\s*:\s*"((?:[^"\\]|\\.)*)"', re.M)
 
 
-class Checkpoint:
+class Checkpoint:  # a read-only Mapping name -> array (registered below)
     """A TensorFlow checkpoint opened for reading; see the module docstring.
 
     Use :meth:`open`.  ``get`` returns numpy arrays, for V2 read-only views of a
@@ -869,6 +869,13 @@ class Checkpoint:
         for n in self._names:
             yield n, self.get(n)
 
+    def keys(self) -> list[str]:
+        return list(self._names)
+
+    def __getitem__(self, name: str) -> np.ndarray:
+        """``ckpt[name]`` reads the tensor (KeyError when absent), so a Checkpoint is a Mapping."""
+        return self.get(name)
+
     def __repr__(self) -> str:
         return f"Checkpoint({self.format}, {self.path!r}, {len(self)} tensors)"
 
@@ -1049,3 +1056,7 @@ class Checkpoint:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+from collections.abc import Mapping as _Mapping  # noqa: E402
+
+_Mapping.register(Checkpoint)

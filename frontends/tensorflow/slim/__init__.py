@@ -22,6 +22,9 @@ FAMILIES = ("resnet", "vgg", "alexnet", "inception", "inception_v4", "inception_
 
 # preprocessing presets (ModelMeta fields) of the slim model zoo
 INCEPTION_PRE = dict(color_order="RGB", value_range=(0.0, 255.0), mean=(127.5,) * 3, std=(127.5,) * 3)
+#: slim's inception preprocessing takes a central 87.5% crop, then resizes it to the input size;
+#: the short-side resize before a centre crop that takes the same share of a square image:
+CENTRAL_CROP_RESIZE = {224: 256, 299: 342}
 VGG_PRE = dict(color_order="RGB", value_range=(0.0, 255.0), mean=(123.68, 116.78, 103.94), std=(1.0,) * 3)
 
 

@@ -24,12 +24,13 @@ from __future__ import annotations
 
 import difflib
 import logging
+from collections import Counter
 from typing import Any, Mapping, Sequence
 
 import numpy as np
 
 from xconv.builder import GraphBuilder
-from xconv.errors import InputFileError
+from xconv.errors import InputFileError, XconvError
 from xconv.ir import Graph, ModelMeta
 
 from ..common import depthwise_to_oihw, hwio_to_oihw, nhwc_flatten_rows_to_nchw, tf_pads
@@ -52,6 +53,7 @@ class SlimNet:
         self.b = GraphBuilder(FRAMEWORK, source_file)
         self.bn_eps = bn_eps
         self.used: set[str] = set()
+        self._names: list[str] | None = None  # checkpoint variable names, listed on first use
         self.input = self.b.input(input_name, input_shape)
 
     # ------------------------------------------------------------ variables
@@ -69,6 +71,26 @@ class SlimNet:
 
     def shape(self, x: str) -> tuple[int, ...]:
         return self.b.shape(x)
+
+    def has_scope(self, prefix: str) -> bool:
+        """Whether any checkpoint variable lives under ``prefix/``."""
+        if self._names is None:
+            self._names = list(self.w.keys())
+        p = prefix.rstrip("/") + "/"
+        return any(n.startswith(p) for n in self._names)
+
+    def require_scope(self, scope: str, arch: str) -> None:
+        """Fail early, and clearly, when the checkpoint has nothing under the architecture's
+        top-level ``scope`` (e.g. a resnet_v1_101 checkpoint built as ``--arch resnet_v1_50``)."""
+        if self.has_scope(scope):
+            return
+        if self._names is None:
+            self._names = list(self.w.keys())
+        found = Counter(n.split("/", 1)[0] for n in self._names if "/" in n)
+        top = ", ".join(f"{s} ({c} variables)" for s, c in found.most_common(5)) or "none"
+        raise InputFileError(f"tf-slim: --arch {arch} reads variables under '{scope}/', but this checkpoint "
+                             f"has none; its top-level scopes are: {top}. Pass the --arch whose scope matches "
+                             "(or leave --arch out to recognise it)")
 
     # --------------------------------------------------------------- layers
     def conv2d(self, x: str, scope: str, kernel: int | Sequence[int] | None = None, stride: int | Sequence[int] = 1,
@@ -93,13 +115,35 @@ class SlimNet:
             raise InputFileError(f"tf-slim: {scope}/depthwise_weights expects {w.shape[2]} channels, got {c}")
         return self._conv(x, scope, depthwise_to_oihw(w), c, stride, padding, rate, activation, bn_eps)
 
+    def separable_conv2d(self, x: str, scope: str, stride: int | Sequence[int] = 1, padding: str = "SAME",
+                         rate: int = 1, activation: str | None = "relu", bn_eps: float | None = None) -> str:
+        """``slim.separable_conv2d(num_outputs=N)``: a depthwise conv (``{scope}/depthwise_weights``
+        [kh, kw, C, M], with the stride, padding and rate) then a 1x1 pointwise conv
+        (``{scope}/pointwise_weights`` [1, 1, C*M, N], VALID); biases or BatchNorm and the
+        activation apply after the pointwise conv only (``tf.nn.separable_conv2d``)."""
+        dw = self.var(f"{scope}/depthwise_weights")
+        pw = self.var(f"{scope}/pointwise_weights")
+        _, c, h, wd = self.shape(x)
+        if dw.shape[2] != c:
+            raise InputFileError(f"tf-slim: {scope}/depthwise_weights expects {dw.shape[2]} channels, got {c}")
+        if pw.shape[:3] != (1, 1, dw.shape[2] * dw.shape[3]):
+            raise InputFileError(f"tf-slim: {scope}/pointwise_weights is {pw.shape}, expected "
+                                 f"[1, 1, {dw.shape[2] * dw.shape[3]}, N] after the depthwise conv")
+        w = depthwise_to_oihw(dw)
+        k, s, d = w.shape[2:], _pair(stride), _pair(rate)
+        y = self.b.add("Conv", [x, self.b.param(f"{scope}/depthwise_weights", w)], name=f"{scope}/depthwise",
+                       kernel_shape=k, strides=s, pads=tf_pads(padding, (h, wd), k, s, d), dilations=d, group=c)
+        return self._conv(y, scope, hwio_to_oihw(pw), 1, 1, "VALID", 1, activation, bn_eps,
+                          weight_var="pointwise_weights")
+
     def _conv(self, x: str, scope: str, w_oihw: np.ndarray, group: int, stride: int | Sequence[int],
-              padding: str, rate: int, activation: str | None, bn_eps: float | None) -> str:
+              padding: str, rate: int, activation: str | None, bn_eps: float | None,
+              weight_var: str = "weights") -> str:
         _, _, h, wd = self.shape(x)
         k = w_oihw.shape[2:]
         s, d = _pair(stride), _pair(rate)
         pads = tf_pads(padding, (h, wd), k, s, d)
-        wname = self.b.param(f"{scope}/weights", w_oihw)
+        wname = self.b.param(f"{scope}/{weight_var}", w_oihw)
         inputs = [x, wname]
         if self.has(f"{scope}/biases"):
             inputs.append(self.b.param(f"{scope}/biases", self.var(f"{scope}/biases")))
@@ -189,6 +233,18 @@ class SlimNet:
         if (h, w) != (1, 1):
             raise InputFileError(f"tf-slim: {scope}: flattening a {h}x{w} map outside a fully_connected layer "
                                  "is not supported")
+        return self.b.add("Flatten", [x], name=scope, axis=1)
+
+    def spatial_squeeze(self, x: str, scope: str, need: str = "") -> str:
+        """``tf.squeeze(x, [1, 2])`` of slim's classifier heads: N x C x 1 x 1 -> N x C.  A larger map
+        means the input size does not fit the head (slim's own squeeze would fail too); ``need``
+        says which input sizes do."""
+        n, c, h, w = self.shape(x)
+        if (h, w) != (1, 1):
+            ih, iw = self.shape(self.input)[2:]
+            raise XconvError(f"tf-slim: {scope}: the classifier sees a {h}x{w} map for a {ih}x{iw} input, "
+                             f"where the architecture needs 1x1{'; ' + need if need else ''}. Choose another "
+                             "input size (--input-shape)")
         return self.b.add("Flatten", [x], name=scope, axis=1)
 
     def softmax(self, x: str, scope: str = "Predictions") -> str:
