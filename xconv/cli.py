@@ -117,10 +117,11 @@ def cmd_verify(args: argparse.Namespace) -> int:
     device = resolve_device(args.device)
     src = source_runner(fw, args.source, device=device, **fopts)
     rep = verify(src, args.converted, images=args.images, labels=args.labels, limit=args.limit,
-                 batch=args.batch_size, atol=args.atol, device=device, source_name=f"{fw} (source)",
+                 batch=args.batch_size, atol=args.atol, rtol=args.rtol, device=device, source_name=f"{fw} (source)",
                  localiser=None if args.no_localise else _localiser(args, fw, args.source, fopts))
     what = f"{rep.images} {'labelled ' if rep.labelled else ''}{'images' if args.images else 'random tensors'}"
-    print(f"parity on {what} (tolerance max|dlogit| <= {args.atol:g}, device {device})")
+    tol = f"{args.atol:g}" + (f" + {args.rtol:g} x max|logit|" if args.rtol else "")
+    print(f"parity on {what} (tolerance max|dlogit| <= {tol}, device {device})")
     print(rep.table())
     if args.json:
         Path(args.json).write_text(json.dumps(rep.to_json(), indent=2))
@@ -191,7 +192,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--labels", help="labels file: lines 'name label'")
     v.add_argument("--limit", type=int)
     v.add_argument("--batch-size", type=int, default=8)
-    v.add_argument("--atol", type=float, default=1e-3, help="max |dlogit| allowed (default 1e-3)")
+    v.add_argument("--atol", type=float, default=1e-3, help="max |dlogit| allowed: atol + rtol * max|logit| "
+                                                            "(default 1e-3)")
+    v.add_argument("--rtol", type=float, default=1e-4,
+                   help="relative part of the tolerance (default 1e-4: float32 across a deep net)")
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     v.add_argument("--json", help="write the report as JSON here")
     v.add_argument("--no-localise", action="store_true", help="skip the first-divergence search on failure")

@@ -56,6 +56,7 @@ class VerifyReport:
     images: int
     labelled: bool
     atol: float
+    rtol: float
     scores: list[ModelScore]
     parity: list[Parity]
 
@@ -64,7 +65,8 @@ class VerifyReport:
         return all(p.passed for p in self.parity)
 
     def to_json(self) -> dict[str, Any]:
-        return {"images": self.images, "labelled": self.labelled, "atol": self.atol, "passed": self.passed,
+        return {"images": self.images, "labelled": self.labelled, "atol": self.atol, "rtol": self.rtol,
+                "passed": self.passed,
                 "scores": [asdict(s) for s in self.scores], "parity": [asdict(p) for p in self.parity]}
 
     def table(self) -> str:
@@ -111,7 +113,9 @@ def score(name: str, logits: np.ndarray, labels: Sequence[int | None], offset: i
     return s
 
 
-def compare(name: str, ref: np.ndarray, got: np.ndarray, names: Sequence[str], atol: float) -> Parity:
+def compare(name: str, ref: np.ndarray, got: np.ndarray, names: Sequence[str], atol: float,
+            rtol: float = 0.0) -> Parity:
+    """Parity holds when every top-1 agrees and max|dlogit| <= atol + rtol * max|source logit|."""
     if ref.shape != got.shape:
         raise XconvError(f"{name}: output shape {got.shape} differs from the source's {ref.shape}")
     d = np.abs(ref.astype(np.float64) - got.astype(np.float64))
@@ -119,7 +123,7 @@ def compare(name: str, ref: np.ndarray, got: np.ndarray, names: Sequence[str], a
     a1, b1 = ref.argmax(1), got.argmax(1)
     flips = [{"image": names[i], "source": int(a1[i]), "converted": int(b1[i])} for i in np.nonzero(a1 != b1)[0]]
     p = Parity(name, float(d.max()), float(d.mean()), float(d.max()) / scale, int((a1 == b1).sum()), len(ref), flips)
-    p.passed = not flips and p.max_abs <= atol
+    p.passed = not flips and p.max_abs <= atol + rtol * scale
     return p
 
 
@@ -141,6 +145,7 @@ def run_batched(fn: Runner, x: np.ndarray, batch: int) -> tuple[np.ndarray, floa
 
 def verify(source: Runner | None, converted: Sequence[str | Path], *, images: str | Path | None = None,
            labels: str | Path | None = None, limit: int | None = None, batch: int = 8, atol: float = 1e-3,
+           rtol: float = 0.0,
            device: str = "cpu", meta: ModelMeta | None = None, source_name: str = "source",
            localiser: Callable[[Converted, np.ndarray], dict[str, Any] | None] | None = None) -> VerifyReport:
     models = [locate(c) for c in converted]
@@ -164,12 +169,12 @@ def verify(source: Runner | None, converted: Sequence[str | Path], *, images: st
         label = m.label
         scores.append(score(label, out, labs, offset, secs))
         if ref is not None:
-            p = compare(label, ref, out, names, atol)
+            p = compare(label, ref, out, names, atol, rtol)
             if not p.passed and localiser is not None:
                 bad = int(np.argmax(np.abs(ref - out).max(axis=1)))
                 p.divergence = localiser(m, x[bad:bad + 1])
             parity.append(p)
-    return VerifyReport(len(x), bool(labs) and all(v is not None for v in labs), atol, scores, parity)
+    return VerifyReport(len(x), bool(labs) and all(v is not None for v in labs), atol, rtol, scores, parity)
 
 
 __all__ = ["verify", "VerifyReport", "Parity", "ModelScore", "locate", "compare", "score"]
