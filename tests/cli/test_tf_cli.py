@@ -83,3 +83,20 @@ def test_unknown_architecture_lists_known(tmp_path: Path) -> None:
     assert {"inception_v4", "inception_resnet_v2", "resnet_v2_101", "mobilenet_v1", "mobilenet_v2",
             "vgg_16", "inception_v3"} <= set(slim.known())
 
+
+
+@pytest.mark.slow
+def test_checkpoint_conversion_never_imports_tensorflow(ckpt: Path, tmp_path: Path) -> None:
+    code = f"""
+import sys
+from xconv.frontend import load
+from xconv.convert import convert
+g = load("tf-slim", {str(ckpt)!r}, input_shape=(1, 3, 96, 96))
+convert(g, "caffe", {str(tmp_path)!r}, "m")
+convert(g, "onnx", {str(tmp_path)!r}, "m")
+bad = sorted(m for m in sys.modules if m.split(".")[0] in ("tensorflow", "tf_keras", "keras", "tf_slim"))
+print("IMPORTED", bad)
+assert not bad
+"""
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=ENV, timeout=600)
+    assert r.returncode == 0 and "IMPORTED []" in r.stdout, r.stdout + r.stderr[-2000:]
