@@ -26,7 +26,7 @@ sys.path.insert(0, {root!r})
 from xconv.frontends.tensorflow.tfimport import import_tf, import_tf_slim
 tf = import_tf(); slim = import_tf_slim()
 from tf_slim.nets import inception_v3, resnet_v2
-from tensorflow.python.framework import graph_util
+
 name, size, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 g = tf.Graph()
 with g.as_default():
@@ -42,7 +42,7 @@ with g.as_default():
     sess = tf.compat.v1.Session(graph=g)
     sess.run(tf.compat.v1.global_variables_initializer())
     tf.compat.v1.train.Saver().save(sess, os.path.join(out, name + ".ckpt"), write_meta_graph=False)
-    frozen = graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["logits"])
+    frozen = tf.compat.v1.graph_util.convert_variables_to_constants(sess, g.as_graph_def(), ["logits"])
     with open(os.path.join(out, name + ".pb"), "wb") as f:
         f.write(frozen.SerializeToString())
 """
