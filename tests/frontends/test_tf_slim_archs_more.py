@@ -35,11 +35,9 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import subprocess
-import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Mapping
 
 import numpy as np
 import pytest
@@ -61,14 +59,7 @@ tf = import_tf()
 slim = import_tf_slim()
 v1 = tf.compat.v1
 
-try:  # the generic graph path (written in parallel): xfail its route only while the module is absent
-    from xconv.frontends.tensorflow.graph import load_graph  # noqa: E402
-    GRAPH_ERR = ""
-except ModuleNotFoundError as e:  # pragma: no cover - depends on the tree's state
-    if e.name != "xconv.frontends.tensorflow.graph":
-        raise
-    load_graph = None  # type: ignore[assignment]
-    GRAPH_ERR = f"the generic graph path is not in this tree yet: {e}"
+from xconv.frontends.tensorflow.graph import load_graph  # noqa: E402
 
 CLASSES = 1001
 DATA = Path(importlib.util.find_spec("foolbox").submodule_search_locations[0]) / "data"
@@ -500,33 +491,10 @@ def source(key: str, tmp_factory: pytest.TempPathFactory) -> Built:
     return built
 
 
-class _Lazy(Mapping[str, np.ndarray]):
-    """name -> array over a reader with ``get``/``__iter__``/``__len__`` (xconv's Checkpoint)."""
-
-    def __init__(self, reader: Any) -> None:
-        self.reader = reader
-
-    def __getitem__(self, name: str) -> np.ndarray:
-        if name not in self.reader:
-            raise KeyError(name)
-        return self.reader.get(name)
-
-    def __iter__(self) -> Iterator[str]:
-        return iter(self.reader)
-
-    def __len__(self) -> int:
-        return len(self.reader)
-
-
 def read_checkpoint(prefix: str) -> Mapping[str, np.ndarray]:
-    """xconv's own reader when it is there (it never imports TF); else TF's."""
-    try:
-        from xconv.frontends.tensorflow.checkpoint import Checkpoint
-    except ImportError:
-        r = tf.train.load_checkpoint(prefix)
-        return {n: r.get_tensor(n) for n in r.get_variable_to_shape_map()}
-    ck = Checkpoint.open(prefix)
-    return ck if isinstance(ck, Mapping) else _Lazy(ck)
+    """xconv's own reader (a Mapping; it never imports TensorFlow)."""
+    from xconv.frontends.tensorflow.checkpoint import Checkpoint
+    return Checkpoint.open(prefix)
 
 
 # ----------------------------------------------------------------------------- conversions
@@ -541,27 +509,9 @@ def ir_graph(key: str, route: str, size: int, tmp_factory: pytest.TempPathFactor
             spec = slim_archs.get(b.case.arch)
             _IR[k] = slim_archs.build(spec, read_checkpoint(b.prefix), (1, 3, size, size), source_file=b.prefix)
         else:
-            if load_graph is None:
-                pytest.xfail(GRAPH_ERR)
             inp, out = b.io[size]
             _IR[k] = load_graph(b.pb[size], inputs=[inp], outputs=[out], input_shape=(1, 3, size, size))
     return _IR[k]
-
-
-# pycaffe segfaults building a Net in a process that imported TensorFlow first (its protobuf): Caffe
-# runs in a fresh interpreter, the way `xconv verify` of a converted model would.
-_CAFFE_CHILD = ("import sys, numpy as np; from xconv.verify.runners import locate, make_runner; "
-                "np.save(sys.argv[3], make_runner(locate(sys.argv[1]))(np.load(sys.argv[2])))")
-
-
-def run_caffe_isolated(prototxt: Path, x: np.ndarray, tmp: Path) -> np.ndarray:
-    xin, xout = tmp / "x.npy", tmp / "y.npy"
-    np.save(xin, x)
-    env = dict(os.environ, GLOG_minloglevel="2")
-    r = subprocess.run([sys.executable, "-c", _CAFFE_CHILD, str(prototxt), str(xin), str(xout)],
-                       capture_output=True, text=True, env=env, timeout=600)
-    assert r.returncode == 0, f"pycaffe failed ({r.returncode}):\n{r.stderr[-3000:]}"
-    return np.load(xout)
 
 
 def run_backend(g: Graph, backend: str, x_nchw: np.ndarray, tmp: Path) -> np.ndarray:
@@ -572,7 +522,7 @@ def run_backend(g: Graph, backend: str, x_nchw: np.ndarray, tmp: Path) -> np.nda
     res = convert(g, target, tmp, "m", opts)
     model = next(p for p in res.files if p.suffix in (".prototxt", ".onnx"))
     if backend == "caffe":
-        return run_caffe_isolated(model, x_nchw, tmp)
+        return make_runner(locate(model))(x_nchw)  # isolated from TF by the runner
     return make_runner(locate(model))(x_nchw)
 
 
@@ -601,7 +551,6 @@ def test_checkpoint_route(key: str, size: int, backend: str, tmp_path: Path,
     _close(f"{key}-{size} checkpoint {backend}", got, b.logits[size])
 
 
-@pytest.mark.xfail(load_graph is None, reason=GRAPH_ERR or "graph path importable", strict=True)
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("key,size", _params())
 def test_graph_route(key: str, size: int, backend: str, tmp_path: Path,
