@@ -36,6 +36,12 @@ def _json(s: str) -> dict[str, Any]:
     return v
 
 
+def load_plugins(specs: list[str] | None) -> None:
+    if specs:
+        from .plugins import load_plugins as _load  # noqa: PLC0415
+        _load(specs)
+
+
 def frontend_opts(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if getattr(args, "arch", None):
@@ -69,6 +75,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
     from .convert import convert
     from .frontend import load
 
+    load_plugins(args.plugin)
     opts = frontend_opts(args)
     graph = load(args.source_fw, args.model, **opts)
     graph.meta.extra.setdefault("frontend_options", {k: (list(v) if isinstance(v, tuple) else v)
@@ -104,6 +111,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .frontend import source_runner
     from .verify import locate, verify
 
+    load_plugins(args.plugin)
     first = locate(args.converted[0])
     meta = first.info.get("meta", {})
     fw = args.source_fw or meta.get("source_framework")
@@ -134,6 +142,7 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     from .frontend import load
     from .stats import stats
 
+    load_plugins(args.plugin)
     g = load(args.source_fw, args.model, **frontend_opts(args))
     st = stats(g)
     shape = next(iter(g.inputs.values())).shape
@@ -162,7 +171,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
         sp.add_argument("--from", dest="source_fw", required=required_from,
-                        help="source framework: pytorch, tf-slim (checkpoint), tensorflow (.pb/.meta/SavedModel)")
+                        help="source framework: pytorch, tf-slim (checkpoint), tensorflow (.pb/.meta/SavedModel), "
+                             "keras (.h5/.keras)")
         sp.add_argument("--arch", help="pytorch state_dict: torchvision:resnet50, efficientnet-lite:efficientnet-lite0 "
                                        "or package.module:factory; tf-slim: e.g. inception_v4 (default: recognised "
                                        "from the checkpoint's variable scopes)")
@@ -171,6 +181,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--inputs", help="tensorflow: input node name(s), comma-separated")
         sp.add_argument("--outputs", help="tensorflow: output node name(s), comma-separated")
         sp.add_argument("--arch-kwargs", type=_json, help="JSON keyword arguments for the --arch factory")
+        sp.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
+                        help="your own Python file/module to import first, e.g. registering a handler for a Keras "
+                             "Lambda or custom layer (xconv never runs code found in a model file)")
         sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (NCHW even for TensorFlow models; default: the "
                                                        "architecture's own size, or 1,3,224,224)")
 

@@ -30,6 +30,8 @@ FRONTENDS: dict[str, FrontendInfo] = {
                             "TF-slim checkpoint (V1 file or V2 bundle, no meta graph), architecture recognised"),
     "tensorflow": FrontendInfo("tensorflow", "xconv.frontends.tensorflow.graph_entry",
                                "frozen GraphDef .pb, checkpoint with .meta, or SavedModel directory"),
+    "keras": FrontendInfo("keras", "xconv.frontends.keras",
+                          "Keras 2 or 3 .h5, or Keras 3 .keras (read without Keras)"),
 }
 
 
