@@ -107,6 +107,7 @@ bench: setup
 	$(PIP) install -q --disable-pip-version-check --no-deps $(BENCH_PINS)
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.tfslim
+	$(PY) -m benchmarks.keras
 
 clean:
 	rm -rf build/ dist/ out/ .pytest_cache/ *.egg-info

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
+
+import numpy as np
 
 from xconv.errors import BackendError
 from xconv.ir import Node
@@ -187,13 +189,57 @@ def _pad(node: Node, ctx: ModelContext) -> Lowering:
         src = em.add("Slice", [x, em.ints("starts", [crop[0], crop[1]]),
                                em.ints("ends", [h - crop[2], w - crop[3]]), em.ints("axes", [2, 3])],
                      out, role=None if out else "crop")[0]
-    if any(grow) or not any(crop):
+    if any(grow) and a["mode"] == "constant" and a["value"] == 0.0 and _feeds_maxpool(node, ctx):
+        _zero_pad_concat(em, src, ctx.type_of(x), crop, grow, node.outputs)
+    elif any(grow) or not any(crop):
         gt, gl, gb, gr = grow
         inputs = [src, em.ints("pads", [0, 0, gt, gl, 0, 0, gb, gr])]
         if a["mode"] == "constant":
             inputs.append(em.scalar("value", a["value"], x))
         em.add("Pad", inputs, node.outputs, mode=a["mode"])
     return em.done()
+
+
+def _feeds_maxpool(node: Node, ctx: ModelContext) -> bool:
+    cons = getattr(ctx, "_consumers", None)
+    if cons is None:
+        cons = ctx.graph.consumers()
+        ctx._consumers = cons  # type: ignore[attr-defined]
+    return any(c.op == "MaxPool" for c in cons.get(node.outputs[0], []))
+
+
+def _zero_pad_concat(em: Emitter, x: str, xtype: Any, crop: Sequence[int], grow: Sequence[int],
+                     outputs: Sequence[str]) -> None:
+    """Zero padding as ``Concat`` with zero blocks, for a Pad that feeds a MaxPool.
+
+    onnxruntime (1.31 and earlier) fuses ``Pad(0) -> MaxPool`` into the pool's
+    own pads, which act as -inf: the zeros stop winning the max and results
+    change (a Keras ZeroPadding2D before MaxPooling2D, as in ResNet-V2's stem).
+    A Concat of constant zeros is the same tensor and is not fused.
+    """
+    n, c, h, w = xtype.shape
+    h -= crop[0] + crop[2]
+    w -= crop[1] + crop[3]
+    gt, gl, gb, gr = grow
+    dtype = np.dtype(xtype.dtype)
+    parts = []
+    if gt:
+        parts.append(em.const("zeros_top", np.zeros((n, c, gt, w), dtype)))
+    parts.append(x)
+    if gb:
+        parts.append(em.const("zeros_bottom", np.zeros((n, c, gb, w), dtype)))
+    last_h = not (gl or gr)
+    y = x if len(parts) == 1 else em.add("Concat", parts, outputs if last_h else None, role="pad_h", axis=2)[0]
+    if last_h:
+        return
+    hh = h + gt + gb
+    parts = []
+    if gl:
+        parts.append(em.const("zeros_left", np.zeros((n, c, hh, gl), dtype)))
+    parts.append(y)
+    if gr:
+        parts.append(em.const("zeros_right", np.zeros((n, c, hh, gr), dtype)))
+    em.add("Concat", parts, outputs, axis=3)
 
 
 _PAD_MODES = ("constant", "reflect", "edge")

@@ -299,6 +299,7 @@ class ArchiveWeights(WeightStore):
         self.root = root
         self.model = model
         self._closers = closers
+        self._index: dict[str, dict[str, Any]] = {}
 
     @staticmethod
     def _snake(name: str) -> str:
@@ -306,7 +307,13 @@ class ArchiveWeights(WeightStore):
         return re.sub(r"([a-z0-9])([A-Z])", r"\1_\2", s).lower()
 
     def _children(self, grp: Any, model: ModelSpec) -> dict[str, Any]:
-        """Layer name -> its group under ``grp['layers']``."""
+        """Layer name -> its group under ``grp['layers']`` (indexed once per model group)."""
+        key = grp.name
+        if key not in self._index:
+            self._index[key] = self._scan(grp, model)
+        return self._index[key]
+
+    def _scan(self, grp: Any, model: ModelSpec) -> dict[str, Any]:
         if "layers" not in grp:
             return {}
         layers = grp["layers"]

@@ -554,3 +554,24 @@ def test_streamed_file_equals_in_memory_model() -> None:
     streamed.graph.ClearField("initializer")
     direct.graph.ClearField("initializer")
     assert streamed == direct
+
+
+@pytest.mark.parametrize("pads", [(1, 1, 1, 1), (0, 2, 1, 0), (-1, 1, 2, 0)])
+def test_zero_pad_before_maxpool_survives_onnxruntime_fusion(pads: tuple[int, int, int, int]) -> None:
+    """onnxruntime 1.31's PadFusion folds Pad(0) -> MaxPool into the pool's pads, which act as
+    -inf: on negative inputs the border zeros would stop winning.  The backend emits such a pad
+    as a Concat of zeros; checked with every onnxruntime optimisation on, on all-negative input."""
+    g = Graph("padmax", [
+        _node("Pad", ["x"], ["p"], "pad", pads=pads, mode="constant", value=0.0),
+        _node("MaxPool", ["p"], ["y"], "pool", kernel_shape=(3, 3), strides=(2, 2)),
+    ], {"x": TensorType((1, 2, 7, 6))}, ["y"], {}, {}, ModelMeta())
+    g.validate()
+    x = -np.abs(_w(1, 2, 7, 6, seed=3)) - 0.5
+    model = to_model(g, 13)
+    assert "Pad" not in [n.op_type for n in model.graph.node]
+    for level in (ort.GraphOptimizationLevel.ORT_DISABLE_ALL, ort.GraphOptimizationLevel.ORT_ENABLE_ALL):
+        so = ort.SessionOptions()
+        so.graph_optimization_level = level
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        got = sess.run(None, {"x": x})[0]
+        _assert_close(got, reference.run(g, {"x": x})["y"], f"pad {pads} -> maxpool, ORT level {level}")
