@@ -65,6 +65,7 @@ def model_name(source: str, arch: str | None) -> str:
     name = re.sub(r"\.(index|meta|data-\d+-of-\d+)$", "", name)
     name = re.sub(r"\.ckpt(-\d+)?$", "", name)
     name = re.sub(r"\.(pth|pt|pkl|pb|h5|keras|onnx|json|params|t7|caffemodel|prototxt)$", "", name)
+    name = re.sub(r"-(symbol|\d{4})$", "", name)  # MXNet checkpoints: NAME-symbol.json, NAME-0000.params
     if not name and arch:
         name = arch.split(":")[-1]
     return name or "model"
@@ -172,14 +173,15 @@ def build_parser() -> argparse.ArgumentParser:
     def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
         sp.add_argument("--from", dest="source_fw", required=required_from,
                         help="source framework: pytorch, tf-slim (checkpoint), tensorflow (.pb/.meta/SavedModel), "
-                             "keras (.h5/.keras)")
+                             "keras (.h5/.keras), mxnet (-symbol.json + .params)")
         sp.add_argument("--arch", help="pytorch state_dict: torchvision:resnet50, efficientnet-lite:efficientnet-lite0 "
                                        "or package.module:factory; tf-slim: e.g. inception_v4 (default: recognised "
                                        "from the checkpoint's variable scopes)")
         sp.add_argument("--drop-background", action="store_true",
                         help="tf-slim/tensorflow 1001-class heads: emit 1000 classes (drop logit 0)")
         sp.add_argument("--inputs", help="tensorflow: input node name(s), comma-separated")
-        sp.add_argument("--outputs", help="tensorflow: output node name(s), comma-separated")
+        sp.add_argument("--outputs", help="tensorflow/mxnet: output node name(s), comma-separated (e.g. the logits "
+                                          "layer before a SoftmaxOutput head)")
         sp.add_argument("--arch-kwargs", type=_json, help="JSON keyword arguments for the --arch factory")
         sp.add_argument("--plugin", action="append", default=[], metavar="FILE.py|MODULE",
                         help="your own Python file/module to import first, e.g. registering a handler for a Keras "
