@@ -108,6 +108,7 @@ bench: setup
 	$(PY) -m benchmarks.run
 	$(PY) -m benchmarks.tfslim
 	$(PY) -m benchmarks.keras
+	$(PY) -m benchmarks.mxnet
 
 clean:
 	rm -rf build/ dist/ out/ .pytest_cache/ *.egg-info

@@ -107,7 +107,17 @@ def make_runner(source: Any, *, input_shape: Sequence[int] | None = None, output
     def run(x: np.ndarray) -> np.ndarray:
         shape = tuple(x.shape)
         if shape not in cache:
-            ex = sym.simple_bind(mx.cpu(), grad_req="null", **{data[0]: shape})
+            # MXNet's MKLDNN subgraph backend folds BatchNorm into Conv at bind time; bind the plain
+            # graph so the reference is MXNet's op-by-op semantics, not its float32 folding
+            old = os.environ.get("MXNET_SUBGRAPH_BACKEND")
+            os.environ["MXNET_SUBGRAPH_BACKEND"] = "NONE"
+            try:
+                ex = sym.simple_bind(mx.cpu(), grad_req="null", **{data[0]: shape})
+            finally:
+                if old is None:
+                    os.environ.pop("MXNET_SUBGRAPH_BACKEND", None)
+                else:
+                    os.environ["MXNET_SUBGRAPH_BACKEND"] = old
             ex.copy_params_from(arg, aux, allow_extra_params=True)
             cache[shape] = ex
         ex = cache[shape]

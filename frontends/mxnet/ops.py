@@ -199,7 +199,8 @@ def pooling(ctx: Ctx, n: MxNode) -> Sequence[str]:
     pads = (p[0], p[1], p[0], p[1])
     ceil = conv_ != "valid"
     if conv_ == "same":
-        raise UnsupportedAttrError(f"{n.where()}: pooling_convention 'same' is not supported yet")
+        raise UnsupportedAttrError(f"{n.where()}: pooling_convention 'same' is not supported (MXNet 1.9.1 itself "
+                                   "runs it only for 1-D max pooling without padding)")
     got = (ir_pool_out(h, k[0], s[0], p[0], ceil), ir_pool_out(w, k[1], s[1], p[1], ceil))
     if got != want:
         raise UnsupportedAttrError(
