@@ -341,3 +341,27 @@ def test_converts_where_mxnet_is_not_installed(files: Any, tmp_path: Path) -> No
         assert "IMPORTED []" in r.stdout
     onnx_file = next((tmp_path / "onnx").glob("*.onnx"))
     np.testing.assert_allclose(make_runner(locate(onnx_file))(x), mx_run(js, x), rtol=0, atol=tol(mx_run(js, x)))
+
+
+def _list_file(arrays: list[bytes], names: list[str]) -> bytes:
+    import struct
+    out = struct.pack("<QQQ", 0x112, 0, len(arrays)) + b"".join(arrays) + struct.pack("<Q", len(names))
+    return out + b"".join(struct.pack("<Q", len(n)) + n.encode() for n in names)
+
+
+def test_older_ndarray_layouts_read_like_mxnet(tmp_path: Path) -> None:
+    """V1 (magic 0xF993FAC8, no storage type) and pre-V1 (no magic, uint32 dims) arrays, written
+    byte by byte from the format description; MXNet's own loader is the reference."""
+    import struct
+    a = np.arange(6, dtype=np.float32).reshape(2, 3)
+    b = np.array([1.5, -2.5, 4.0], dtype=np.float64)
+    v1 = struct.pack("<Ii", 0xF993FAC8, 2) + struct.pack("<2q", 2, 3) + struct.pack("<iii", 1, 0, 0) + a.tobytes()
+    pre = struct.pack("<I", 1) + struct.pack("<I", 3) + struct.pack("<iii", 1, 0, 1) + b.tobytes()
+    p = tmp_path / "old.params"
+    p.write_bytes(_list_file([v1, pre], ["arg:a", "aux:b"]))
+    ours = xm.Params.open(p)
+    theirs = mx.nd.load(str(p))
+    for k in ("a", "b"):
+        ref = [v for n, v in theirs.items() if n.endswith(":" + k)][0].asnumpy()
+        np.testing.assert_array_equal(ours[k], ref)
+        assert ours[k].dtype == ref.dtype
