@@ -42,6 +42,13 @@ def load_plugins(specs: list[str] | None) -> None:
         _load(specs)
 
 
+def _floats(s: str) -> tuple[float, ...]:
+    try:
+        return tuple(float(v) for v in s.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a comma-separated list of numbers: {s!r}") from None
+
+
 def frontend_opts(args: argparse.Namespace) -> dict[str, Any]:
     opts: dict[str, Any] = {}
     if getattr(args, "arch", None):
@@ -82,6 +89,9 @@ def cmd_convert(args: argparse.Namespace) -> int:
     graph.meta.extra.setdefault("frontend_options", {k: (list(v) if isinstance(v, tuple) else v)
                                                      for k, v in opts.items()})
     graph.meta.source_file = str(Path(args.model).resolve())
+    if args.preset:
+        from .verify.presets import get as get_preset  # noqa: PLC0415
+        graph.meta.extra["preset"] = get_preset(args.preset).to_json()
     name = args.name or model_name(args.model, args.arch)
     eopts = EmitOptions(dialect=args.dialect or ("bvlc" if args.to == "caffe" else ""), opset=args.opset)
     res = convert(graph, args.to, args.output, name, eopts)
@@ -112,7 +122,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
     from .frontend import source_runner
     from .verify import locate, verify
 
+    if args.list_presets:
+        from .verify.presets import PRESETS  # noqa: PLC0415
+        for p in PRESETS.values():
+            print(f"{p.name:18} {p.color_order} range {p.value_range} mean {p.mean} std {p.std} "
+                  f"{p.base}->{p.crop} {p.resize}  ({p.notes})")
+        return 0
     load_plugins(args.plugin)
+    if args.data:
+        return cmd_evaluate(args)
     first = locate(args.converted[0])
     meta = first.info.get("meta", {})
     fw = args.source_fw or meta.get("source_framework")
@@ -135,6 +153,60 @@ def cmd_verify(args: argparse.Namespace) -> int:
     if args.json:
         Path(args.json).write_text(json.dumps(rep.to_json(), indent=2))
         print(f"wrote {args.json}")
+    print("PARITY: PASS" if rep.passed else "PARITY: FAIL")
+    return 0 if rep.passed else 1
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """``verify --data``: the ImageNet protocol over a validation set, source and conversions side by side."""
+    from .frontend import source_runner
+    from .ir import ModelMeta
+    from .verify import locate
+    from .verify.datasets import open_dataset
+    from .verify.device import resolve_device
+    from .verify.evaluate import default_workers, evaluate, progress_bar
+    from .verify.presets import from_meta, get as get_preset
+    from .verify.runners import make_runner
+
+    convs = [locate(c) for c in args.converted]
+    first = convs[0]
+    meta = ModelMeta.from_json(first.info.get("meta", {}))
+    fw = args.source_fw or meta.source_framework
+    if not fw:
+        raise XconvError("cannot tell the source framework: pass --from")
+    fopts = dict(meta.extra.get("frontend_options", {}))
+    fopts.update(frontend_opts(args))
+    if "input_shape" in fopts:
+        fopts["input_shape"] = tuple(fopts["input_shape"])
+    shape = first.input_shape or (1, 3, 224, 224)
+    preset = get_preset(args.preset) if args.preset else from_meta(meta, tuple(shape[2:]))
+    preset = preset.with_overrides(base=args.base_size, crop=args.crop_size, mean=args.mean, std=args.std,
+                                   color_order=args.color_order, value_range=args.value_range, resize=args.resize)
+    if tuple(shape[2:]) != (preset.crop, preset.crop):
+        raise XconvError(f"the converted model takes {shape[2]}x{shape[3]} inputs but preset '{preset.name}' crops "
+                         f"{preset.crop}x{preset.crop}: pick a preset of that size or pass --crop-size")
+    ds = open_dataset(args.data, args.data_format, labels=args.labels, ground_truth=args.ground_truth,
+                      synset_order=args.synset_order, synsets=args.synsets,
+                      tfrecord_label_offset=args.tfrecord_label_offset)
+    entries = ds.select(args.limit, args.subset, args.subset_seed)
+    device = resolve_device(args.device)
+    models = {f"{fw} (source)": source_runner(fw, args.source, device=device, **fopts)}
+    for c in convs:
+        models[c.label] = make_runner(c, device=device)
+    ck = args.checkpoint or (str(Path(args.json).with_suffix(".verify.jsonl")) if args.json
+                             else f"{next(iter(first.files.values())).stem}.verify.jsonl")
+    workers = default_workers() if args.workers is None else args.workers
+    rep = evaluate(models, ds, entries, preset, protocol=args.crops, batch=args.batch_size, workers=workers,
+                   background_offset=meta.background_offset, atol=args.atol, rtol=args.rtol, checkpoint=ck,
+                   resume=args.resume, progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None)
+    print(rep.table())
+    if args.json:
+        Path(args.json).write_text(json.dumps(rep.to_json(), indent=2))
+        print(f"wrote {args.json}")
+    if args.html:
+        from .verify.html import write_html  # noqa: PLC0415
+        write_html(rep, args.html)
+        print(f"wrote {args.html}")
     print("PARITY: PASS" if rep.passed else "PARITY: FAIL")
     return 0 if rep.passed else 1
 
@@ -197,6 +269,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--dialect", choices=["bvlc", "ceil-mode"], help="Caffe dialect (default bvlc = BVLC Caffe 1.0)")
     c.add_argument("--opset", type=int, default=13, help="ONNX opset (13..21, default 13)")
     c.add_argument("--name", help="output base name (default: from the model file)")
+    c.add_argument("--preset", help="evaluation preprocessing preset stored in NAME.xconv.json for verify "
+                                    "(see `xconv verify --list-presets`)")
     c.set_defaults(fn=cmd_convert)
 
     v = sub.add_parser("verify", help="compare a source model with converted ones", parents=[common])
@@ -214,6 +288,33 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", choices=["auto", "cpu", "cuda"], default="auto")
     v.add_argument("--json", help="write the report as JSON here")
     v.add_argument("--no-localise", action="store_true", help="skip the first-divergence search on failure")
+    e = v.add_argument_group("ImageNet-scale evaluation (with --data)")
+    e.add_argument("--data", help="validation set: image folder (+ --labels or --ground-truth), synset tree, "
+                                  "Caffe LMDB, or TFRecord shards (a directory or a glob)")
+    e.add_argument("--data-format", default="auto", choices=["auto", "folder", "synsets", "lmdb", "tfrecord"])
+    e.add_argument("--ground-truth", help="the devkit's ILSVRC2012_validation_ground_truth.txt (ILSVRC2012_IDs)")
+    e.add_argument("--synset-order", help="the 1000 WNIDs in ILSVRC2012_ID order (maps --ground-truth)")
+    e.add_argument("--synsets", help="synset tree: the 1000 WNIDs (Caffe's synsets.txt; default ROOT/synsets.txt)")
+    e.add_argument("--tfrecord-label-offset", type=int, default=1,
+                   help="subtracted from TFRecord labels (1: the Inception layout's 1..1000)")
+    e.add_argument("--crops", default="single", choices=["single", "12", "144"], help="evaluation protocol")
+    e.add_argument("--preset", help="preprocessing preset (default: the one in NAME.xconv.json, else the "
+                                    "model's metadata)")
+    e.add_argument("--list-presets", action="store_true", help="print the presets and exit")
+    e.add_argument("--base-size", type=int, help="override: short side before cropping")
+    e.add_argument("--crop-size", type=int, help="override: crop size")
+    e.add_argument("--mean", type=_floats, help="override: per-channel mean, e.g. 104,117,123")
+    e.add_argument("--std", type=_floats, help="override: per-channel std")
+    e.add_argument("--color-order", choices=["RGB", "BGR"], help="override: channel order")
+    e.add_argument("--value-range", type=_floats, help="override: pixel range before mean/std, e.g. 0,1")
+    e.add_argument("--resize", choices=["cv2-linear", "pil-bilinear"], help="override: resize filter")
+    e.add_argument("--subset", type=int, help="a deterministic random subset of N images (see --subset-seed)")
+    e.add_argument("--subset-seed", type=int, default=0)
+    e.add_argument("--workers", type=int, help="decoding processes (default: cores - 1, 0 on 2 cores)")
+    e.add_argument("--checkpoint", help="per-image results file (default NAME.verify.jsonl beside --json, or "
+                                        "in the current directory)")
+    e.add_argument("--resume", action="store_true", help="continue an interrupted run from its checkpoint")
+    e.add_argument("--html", help="write an HTML report with plots here")
     v.set_defaults(fn=cmd_verify)
 
     i = sub.add_parser("inspect", help="op counts, parameters and GMACs", parents=[common])

@@ -37,3 +37,70 @@ def field(field_number: int, payload: bytes) -> bytes:
 def nested(field_number: int, chunks: Sequence[Chunk]) -> list[Chunk]:
     """A length-delimited field whose payload is ``chunks`` (not joined)."""
     return [header(field_number, sum(len(c) for c in chunks)), *chunks]
+
+
+# --------------------------------------------------------------------------- decoding
+def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
+    """(value, next position); raises ValueError on a truncated or over-long varint."""
+    result = shift = 0
+    n = len(buf)
+    while True:
+        if pos >= n:
+            raise ValueError("truncated varint")
+        b = buf[pos]
+        pos += 1
+        result |= (b & 0x7F) << shift
+        if not b & 0x80:
+            return result, pos
+        shift += 7
+        if shift > 63:
+            raise ValueError("varint longer than 10 bytes")
+
+
+def decode_fields(buf: bytes | memoryview) -> dict[int, list[int | bytes]]:
+    """One protobuf message's fields: number -> values in order.
+
+    Varints come back as ints, length-delimited fields as bytes (nested
+    messages, strings, packed arrays: the caller knows which), fixed32/64
+    as their raw 4/8 bytes.  Raises ValueError on malformed input.
+    """
+    out: dict[int, list[int | bytes]] = {}
+    pos, n = 0, len(buf)
+    while pos < n:
+        key, pos = read_varint(buf, pos)
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise ValueError("field number 0")
+        if wt == 0:
+            v, pos = read_varint(buf, pos)
+            out.setdefault(num, []).append(v)
+        elif wt == 2:
+            ln, pos = read_varint(buf, pos)
+            if pos + ln > n:
+                raise ValueError(f"field {num}: length {ln} runs past the end")
+            out.setdefault(num, []).append(bytes(buf[pos:pos + ln]))
+            pos += ln
+        elif wt in (1, 5):
+            w = 8 if wt == 1 else 4
+            if pos + w > n:
+                raise ValueError(f"field {num}: truncated fixed{w * 8}")
+            out.setdefault(num, []).append(bytes(buf[pos:pos + w]))
+            pos += w
+        else:
+            raise ValueError(f"field {num}: unsupported wire type {wt}")
+    return out
+
+
+def packed_varints(v: int | bytes | list[int | bytes]) -> list[int]:
+    """A repeated varint field's values, packed (bytes) or not (ints)."""
+    vals = v if isinstance(v, list) else [v]
+    out: list[int] = []
+    for x in vals:
+        if isinstance(x, int):
+            out.append(x)
+        else:
+            pos = 0
+            while pos < len(x):
+                y, pos = read_varint(x, pos)
+                out.append(y)
+    return out
