@@ -72,3 +72,20 @@ def test_resize_linear_uses_pixel_centres() -> None:
     # halving averages neighbour pairs (sample at 2x + 0.5)
     b = np.arange(8, dtype=np.float32).reshape(1, 8, 1)
     np.testing.assert_allclose(resize_linear(b, 4, 1)[0, :, 0], [0.5, 2.5, 4.5, 6.5])
+
+
+def test_pil_path_crops_the_same_boxes() -> None:
+    """The 8-bit PIL path (presets with pil-bilinear) cuts the same boxes: on a 256x256 image they are
+    slices and mirrors, whatever the filter."""
+    from PIL import Image
+    arr = np.random.default_rng(1).integers(0, 256, (256, 256, 3), dtype=np.uint8)
+    c = make_crops(Image.fromarray(arr), "12", 256, 224, "pil-bilinear")
+    img = arr.astype(np.float32)
+    assert c.shape == (12, 224, 224, 3) and c.dtype == np.float32
+    for k, (x0, y0) in enumerate([(0, 0), (32, 32), (32, 0), (0, 32), (16, 16)]):
+        np.testing.assert_array_equal(c[k], img[y0:y0 + 224, x0:x0 + 224])
+        np.testing.assert_array_equal(c[6 + k], img[:, ::-1][y0:y0 + 224, x0:x0 + 224])
+    np.testing.assert_array_equal(c[5], np.asarray(Image.fromarray(arr).resize((224, 224), Image.BILINEAR),
+                                                   np.float32))
+    c144 = make_crops(Image.fromarray(arr), "144", 256, 224, "pil-bilinear")
+    assert c144.shape == (144, 224, 224, 3)

@@ -127,28 +127,83 @@ RESIZERS: dict[str, Callable[[np.ndarray, int, int], np.ndarray]] = {"cv2-linear
                                                                      "pil-bilinear": resize_pil}
 
 
-def make_crops(img: np.ndarray, protocol: str, base: int, crop: int, resize: str = "cv2-linear") -> np.ndarray:
-    """All crops of one HWC float32 image as an array (n, crop, crop, C); each stage computed once."""
-    rs = RESIZERS[resize]
-    h, w = img.shape[:2]
-    cache: dict[tuple, np.ndarray] = {}
+class _NumpyOps:
+    """Stages as HWC float32 arrays, resized by ``resize``."""
 
-    def stage(src: tuple) -> np.ndarray:
+    def __init__(self, resize: Callable[[np.ndarray, int, int], np.ndarray]) -> None:
+        self.resize = resize
+
+    @staticmethod
+    def size(a: np.ndarray) -> tuple[int, int]:
+        return a.shape[1], a.shape[0]
+
+    @staticmethod
+    def box(a: np.ndarray, b: tuple[int, int, int, int]) -> np.ndarray:
+        return a[b[1]:b[3], b[0]:b[2]]
+
+    @staticmethod
+    def mirror(a: np.ndarray) -> np.ndarray:
+        return np.ascontiguousarray(a[:, ::-1])
+
+    @staticmethod
+    def array(a: np.ndarray) -> np.ndarray:
+        return a
+
+
+class _PilOps:
+    """Stages as 8-bit PIL images (PIL's C resize, rounded to 8 bits like torchvision's pipeline)."""
+
+    @staticmethod
+    def resize(im, w: int, h: int):  # noqa: ANN001, ANN205
+        from PIL import Image  # noqa: PLC0415
+        return im if im.size == (w, h) else im.resize((w, h), Image.BILINEAR)
+
+    @staticmethod
+    def size(im) -> tuple[int, int]:  # noqa: ANN001
+        return im.size
+
+    @staticmethod
+    def box(im, b: tuple[int, int, int, int]):  # noqa: ANN001, ANN205
+        return im.crop(b)
+
+    @staticmethod
+    def mirror(im):  # noqa: ANN001, ANN205
+        from PIL import Image  # noqa: PLC0415
+        return im.transpose(Image.Transpose.FLIP_LEFT_RIGHT)
+
+    @staticmethod
+    def array(im) -> np.ndarray:  # noqa: ANN001
+        return np.asarray(im, dtype=np.float32)
+
+
+def make_crops(img, protocol: str, base: int, crop: int, resize: str = "cv2-linear") -> np.ndarray:  # noqa: ANN001
+    """All crops of one image as an array (n, crop, crop, C) float32; each stage computed once.
+
+    ``img``: an HWC float32 array, or for ``resize="pil-bilinear"`` an 8-bit RGB PIL image (then every
+    resize runs in PIL on 8-bit data, as torchvision's transforms do).
+    """
+    if isinstance(img, np.ndarray):
+        ops = _NumpyOps(RESIZERS[resize]) if resize != "pil-bilinear" else _NumpyOps(resize_pil)
+    else:
+        ops = _PilOps()
+    w, h = ops.size(img)
+    cache: dict[tuple, object] = {}
+
+    def stage(src: tuple):  # noqa: ANN202
         if src in cache:
             return cache[src]
         if src[0] == "short":
-            out = rs(img, *short_side_size(w, h, src[1]))
+            out = ops.resize(img, *short_side_size(w, h, src[1]))
         elif src[0] == "square":
-            out = rs(stage(("short", src[1])), src[1], src[1])
-        else:  # ("multi", s, j)
+            out = ops.resize(stage(("short", src[1])), src[1], src[1])
+        elif src[0] == "multi_full":
             b = stage(("short", base))
-            bh, bw = b.shape[:2]
-            m = stage(("multi_full", src[1])) if ("multi_full", src[1]) in cache else None
-            if m is None:
-                m = rs(b, *short_side_size(bw, bh, src[1]))
-                cache[("multi_full", src[1])] = m
-            x0, y0, x1, y1 = multi_square(m.shape[1], m.shape[0], src[1], src[2])
-            out = m[y0:y1, x0:x1]
+            out = ops.resize(b, *short_side_size(*ops.size(b), src[1]))
+        elif src[0] == "multi":
+            m = stage(("multi_full", src[1]))
+            out = ops.box(m, multi_square(*ops.size(m), src[1], src[2]))
+        else:
+            raise ValueError(src)
         cache[src] = out
         return out
 
@@ -158,13 +213,13 @@ def make_crops(img: np.ndarray, protocol: str, base: int, crop: int, resize: str
         if v.mirror:
             key = v.source + ("mirror",)
             if key not in cache:
-                cache[key] = np.ascontiguousarray(s[:, ::-1])
+                cache[key] = ops.mirror(s)
             s = cache[key]
         if v.box is None:
-            crops.append(rs(s, crop, crop))
+            crops.append(ops.array(ops.resize(s, crop, crop)))
         else:
-            x0, y0, x1, y1 = v.box
-            if x1 > s.shape[1] or y1 > s.shape[0]:
-                raise ValueError(f"crop {v.box} outside a {s.shape[1]}x{s.shape[0]} image (base {base} < crop {crop}?)")
-            crops.append(s[y0:y1, x0:x1])
+            sw, sh = ops.size(s)
+            if v.box[2] > sw or v.box[3] > sh:
+                raise ValueError(f"crop {v.box} outside a {sw}x{sh} image (base {base} < crop {crop}?)")
+            crops.append(ops.array(ops.box(s, v.box)))
     return np.stack(crops)

@@ -48,9 +48,21 @@ def decode(image: bytes | np.ndarray) -> np.ndarray:
         raise InputFileError(f"cannot decode image: {e}") from e
 
 
+def decode_pil(image: bytes | np.ndarray):  # noqa: ANN201
+    """Encoded bytes or an HWC RGB uint8 array -> an 8-bit RGB PIL image."""
+    from PIL import Image  # noqa: PLC0415
+    if isinstance(image, np.ndarray):
+        return Image.fromarray(np.ascontiguousarray(image.astype(np.uint8)), "RGB")
+    try:
+        im = Image.open(io.BytesIO(image))
+        return im.convert("RGB")
+    except OSError as e:
+        raise InputFileError(f"cannot decode image: {e}") from e
+
+
 def prepare(image: bytes | np.ndarray, preset: Preset, protocol: str) -> np.ndarray:
     """One image -> its crops as NCHW float32, normalised as the preset says."""
-    img = decode(image)
+    img = decode_pil(image) if preset.resize == "pil-bilinear" else decode(image)
     crops = make_crops(img, protocol, preset.base, preset.crop, preset.resize)
     lo, hi = preset.value_range
     if (lo, hi) != (0.0, 255.0):
