@@ -109,6 +109,7 @@ bench: setup
 	$(PY) -m benchmarks.tfslim
 	$(PY) -m benchmarks.keras
 	$(PY) -m benchmarks.mxnet
+	$(PY) -m benchmarks.verify
 
 clean:
 	rm -rf build/ dist/ out/ .pytest_cache/ *.egg-info

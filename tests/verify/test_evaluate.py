@@ -178,3 +178,33 @@ def test_resume_after_kill(setup: dict[str, Any]) -> None:
         assert a == b, k
     assert full["parity"][0]["max_abs"] == part["parity"][0]["max_abs"]
     assert full["parity"][0]["agree"] == part["parity"][0]["agree"]
+
+
+@pytest.mark.slow
+def test_cli_reports(setup: dict[str, Any]) -> None:
+    """The command line: the preset travels in NAME.xconv.json, --json and --html reports, overrides."""
+    d = setup["data"]
+    tmp = setup["tmp"]
+    onnx = str(setup["files"]["onnx"])
+    side = json.loads(Path(onnx).with_suffix(".xconv.json").read_text())
+    assert side["meta"]["extra"]["preset"]["name"] == "efficientnet-lite"
+    out_json, out_html = tmp / "cli.json", tmp / "cli.html"
+    r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", setup["weights"], onnx, "--data",
+                        str(d["lmdb_raw"]), "--limit", "6", "--json", str(out_json), "--html", str(out_html),
+                        "--checkpoint", str(tmp / "cli.jsonl")], capture_output=True, text=True, env=ENV,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert "PARITY: PASS" in r.stdout and "preset efficientnet-lite" in r.stdout and "(lmdb)" in r.stdout
+    rep = json.loads(out_json.read_text())
+    assert rep["images"] == 6 and rep["passed"] and rep["preset"]["name"] == "efficientnet-lite"
+    assert rep["parity"][0]["agreement"] == 1.0 and "delta_top1" in rep["parity"][0]
+    page = out_html.read_text()
+    assert "<svg" in page and "PASS" in page and "|Δlogit|" in page
+    # an override that breaks the input size is refused with the way out
+    r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", setup["weights"], onnx, "--data",
+                        str(d["lmdb_raw"]), "--crop-size", "200"], capture_output=True, text=True, env=ENV,
+                       timeout=600)
+    assert r.returncode == 2 and "--crop-size" in r.stderr
+    r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", "x", "y", "--list-presets"],
+                       capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0 and "resnet-v2-320" in r.stdout and "inception-395" in r.stdout

@@ -17,7 +17,7 @@ import math
 import os
 import time
 from collections import Counter
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Iterator, Sequence
@@ -197,12 +197,15 @@ def _prepared(entries: Sequence[Entry], ds: Dataset, preset: Preset, protocol: s
               workers: int) -> Iterator[tuple[Entry, np.ndarray]]:
     """Crops of each entry, in order; decoding in a bounded process pool when ``workers > 0``."""
     pj = preset.to_json()
-    if workers <= 0:
+    if workers < 0:  # strictly serial (debugging)
         for e in entries:
             yield e, prepare(ds.read(e), preset, protocol)
         return
-    window = max(2, 4 * workers)
-    with ProcessPoolExecutor(workers) as pool:
+    # workers == 0: one prefetch thread (PIL decodes and resizes without the GIL), so decoding overlaps
+    # with the models; workers > 0: that many processes
+    window = max(2, 4 * max(1, workers))
+    pool_cm = ThreadPoolExecutor(1) if workers == 0 else ProcessPoolExecutor(workers)
+    with pool_cm as pool:
         pending: list[tuple[Entry, Future]] = []
         it = iter(entries)
         for e in it:
@@ -216,6 +219,7 @@ def _prepared(entries: Sequence[Entry], ds: Dataset, preset: Preset, protocol: s
             except InputFileError as err:
                 raise InputFileError(f"image '{e.key}': {err}") from err
             except Exception as err:  # noqa: BLE001 - a crashed worker (BrokenProcessPool) and the like
+                pool.shutdown(wait=False, cancel_futures=True)
                 raise XconvError(f"decoding worker failed on '{e.key}': {type(err).__name__}: {err}; the "
                                  "results so far are in the checkpoint (rerun with --resume)") from err
             nxt = next(it, None)
