@@ -194,7 +194,7 @@ class EvalReport:
 
 # --------------------------------------------------------------------------- the loop
 def _prepared(entries: Sequence[Entry], ds: Dataset, preset: Preset, protocol: str,
-              workers: int) -> Iterator[tuple[Entry, np.ndarray]]:
+              workers: int, ahead: int = 4) -> Iterator[tuple[Entry, np.ndarray]]:
     """Crops of each entry, in order; decoding in a bounded process pool when ``workers > 0``."""
     pj = preset.to_json()
     if workers < 0:  # strictly serial (debugging)
@@ -203,7 +203,7 @@ def _prepared(entries: Sequence[Entry], ds: Dataset, preset: Preset, protocol: s
         return
     # workers == 0: one prefetch thread (PIL decodes and resizes without the GIL), so decoding overlaps
     # with the models; workers > 0: that many processes
-    window = max(2, 4 * max(1, workers))
+    window = max(2, ahead, 4 * max(1, workers))  # at least a whole next batch of images in flight
     pool_cm = ThreadPoolExecutor(1) if workers == 0 else ProcessPoolExecutor(workers)
     with pool_cm as pool:
         pending: list[tuple[Entry, Future]] = []
@@ -273,7 +273,7 @@ def evaluate(models: dict[str, Runner], ds: Dataset, entries: Sequence[Entry], p
     count = len(done)
     try:
         buf: list[tuple[Entry, np.ndarray]] = []
-        stream = _prepared(todo, ds, preset, protocol, workers)
+        stream = _prepared(todo, ds, preset, protocol, workers, ahead=2 * group)
         while True:
             item = next(stream, None)
             if item is not None:
