@@ -42,6 +42,14 @@ def load_plugins(specs: list[str] | None) -> None:
         _load(specs)
 
 
+def _protocols(s: str) -> list[str]:
+    out = [v.strip() for v in s.split(",") if v.strip()]
+    bad = [v for v in out if v not in ("single", "12", "144")]
+    if bad or not out:
+        raise argparse.ArgumentTypeError(f"crop protocols are single, 12 and 144; got {s!r}")
+    return out
+
+
 def _floats(s: str) -> tuple[float, ...]:
     try:
         return tuple(float(v) for v in s.split(",") if v.strip())
@@ -196,19 +204,43 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     ck = args.checkpoint or (str(Path(args.json).with_suffix(".verify.jsonl")) if args.json
                              else f"{next(iter(first.files.values())).stem}.verify.jsonl")
     workers = default_workers() if args.workers is None else args.workers
-    rep = evaluate(models, ds, entries, preset, protocol=args.crops, batch=args.batch_size, workers=workers,
-                   background_offset=meta.background_offset, atol=args.atol, rtol=args.rtol, checkpoint=ck,
-                   resume=args.resume, progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None)
-    print(rep.table())
+    reports = []
+    for protocol in args.crops:
+        ckp = ck if len(args.crops) == 1 else str(Path(ck).with_suffix(f".{protocol}.jsonl"))
+        rep = evaluate(models, ds, entries, preset, protocol=protocol, batch=args.batch_size, workers=workers,
+                       background_offset=meta.background_offset, atol=args.atol, rtol=args.rtol, checkpoint=ckp,
+                       resume=args.resume, progress=progress_bar(sys.stderr) if sys.stderr.isatty() else None)
+        print(rep.table())
+        reports.append(rep)
+    layers: dict[str, list[dict[str, Any]]] = {}
+    if args.per_layer:
+        from .backend import EmitOptions  # noqa: PLC0415
+        from .convert import lower  # noqa: PLC0415
+        from .frontend import load  # noqa: PLC0415
+        from .verify.evaluate import prepare  # noqa: PLC0415
+        from .verify.localise import layer_errors  # noqa: PLC0415
+        x = prepare(ds.read(entries[0]), preset, "single")[:1]
+        g = load(fw, args.source, **fopts)
+        for c in convs:
+            eo = EmitOptions(dialect=c.info.get("dialect") or "", opset=c.info.get("opset") or 13)
+            layers[c.label] = layer_errors(lower(g, c.target, eo), c, x)
+            worst = max(layers[c.label], key=lambda r: r["rel"], default=None)
+            if worst:
+                print(f"{c.label}: {len(layers[c.label])} tensors compared along the network; largest relative "
+                      f"error {worst['rel']:.2e} at '{worst['node']}' ({worst['op']})")
     if args.json:
-        Path(args.json).write_text(json.dumps(rep.to_json(), indent=2))
+        doc = reports[0].to_json() if len(reports) == 1 else {"runs": [r.to_json() for r in reports]}
+        if layers:
+            doc["per_layer"] = layers
+        Path(args.json).write_text(json.dumps(doc, indent=2))
         print(f"wrote {args.json}")
     if args.html:
         from .verify.html import write_html  # noqa: PLC0415
-        write_html(rep, args.html)
+        write_html(reports, args.html, layers=layers)
         print(f"wrote {args.html}")
-    print("PARITY: PASS" if rep.passed else "PARITY: FAIL")
-    return 0 if rep.passed else 1
+    passed = all(r.passed for r in reports)
+    print("PARITY: PASS" if passed else "PARITY: FAIL")
+    return 0 if passed else 1
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -297,7 +329,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--synsets", help="synset tree: the 1000 WNIDs (Caffe's synsets.txt; default ROOT/synsets.txt)")
     e.add_argument("--tfrecord-label-offset", type=int, default=1,
                    help="subtracted from TFRecord labels (1: the Inception layout's 1..1000)")
-    e.add_argument("--crops", default="single", choices=["single", "12", "144"], help="evaluation protocol")
+    e.add_argument("--crops", default="single", type=_protocols,
+                   help="evaluation protocol(s): single, 12 or 144, or a list like single,12 (one table each, "
+                        "compared in the HTML report)")
+    e.add_argument("--per-layer", action="store_true",
+                   help="also measure each converted model's error node by node along the network (first image, "
+                        "first crop) against the IR reference; plotted in the HTML report")
     e.add_argument("--preset", help="preprocessing preset (default: the one in NAME.xconv.json, else the "
                                     "model's metadata)")
     e.add_argument("--list-presets", action="store_true", help="print the presets and exit")

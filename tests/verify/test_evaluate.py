@@ -200,6 +200,19 @@ def test_cli_reports(setup: dict[str, Any]) -> None:
     assert rep["parity"][0]["agreement"] == 1.0 and "delta_top1" in rep["parity"][0]
     page = out_html.read_text()
     assert "<svg" in page and "PASS" in page and "|Δlogit|" in page
+    # several protocols in one run, and the error along the network
+    r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", setup["weights"], onnx, "--data",
+                        str(d["folder"]), "--labels", str(d["val_txt"]), "--limit", "3", "--crops", "single,12",
+                        "--base-size", "256", "--per-layer", "--json", str(out_json), "--html", str(out_html),
+                        "--checkpoint", str(tmp / "multi.jsonl")], capture_output=True, text=True, env=ENV,
+                       timeout=600)
+    assert r.returncode == 0, r.stdout + r.stderr
+    doc = json.loads(out_json.read_text())
+    assert [run["crops"] for run in doc["runs"]] == [1, 12]
+    errs = doc["per_layer"]["onnx (opset 13)"]
+    assert len(errs) > 50 and max(e["rel"] for e in errs) < 1e-3
+    page = out_html.read_text()
+    assert "per crop protocol" in page and "along the network" in page
     # an override that breaks the input size is refused with the way out
     r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", setup["weights"], onnx, "--data",
                         str(d["lmdb_raw"]), "--crop-size", "200"], capture_output=True, text=True, env=ENV,

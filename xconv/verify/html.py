@@ -65,14 +65,70 @@ def _hist(title: str, counts: Sequence[int]) -> str:
     return "\n".join(out)
 
 
-def write_html(rep: EvalReport, path: str | Path) -> None:
-    d = rep.to_json()
+def _line(title: str, series: dict[str, Sequence[tuple[int, float]]]) -> str:
+    """Relative error per node along the network (log y axis)."""
+    w, h, left, bottom = 900, 260, 60, 36
+    pts = [v for s in series.values() for _, v in s if v > 0]
+    lo = math.floor(math.log10(min(pts))) if pts else -12
+    hi = math.ceil(math.log10(max(pts))) if pts else 0
+    hi = max(hi, lo + 1)
+    xmax = max((i for s in series.values() for i, _ in s), default=1) or 1
+    colours = ["#4878d0", "#ee854a", "#6acc64", "#d65f5f"]
+
+    def y(v: float) -> float:
+        lv = math.log10(v) if v > 0 else lo
+        return h - bottom - (h - bottom - 24) * (lv - lo) / (hi - lo)
+    out = [f'<svg width="{w}" height="{h}" role="img" aria-label="{html.escape(title)}">',
+           f'<text x="{w / 2}" y="14" text-anchor="middle" font-weight="bold">{html.escape(title)}</text>']
+    for e in range(lo, hi + 1):
+        out.append(f'<text x="{left - 6}" y="{y(10.0 ** e) + 4:.1f}" text-anchor="end" font-size="10">1e{e}</text>'
+                   f'<line x1="{left}" x2="{w - 10}" y1="{y(10.0 ** e):.1f}" y2="{y(10.0 ** e):.1f}" '
+                   'stroke="#eee"/>')
+    for j, (name, s) in enumerate(series.items()):
+        path = " ".join(f"{left + (w - left - 10) * i / xmax:.1f},{y(v):.1f}" for i, v in s)
+        out.append(f'<polyline fill="none" stroke="{colours[j % 4]}" stroke-width="1.5" points="{path}">'
+                   f'<title>{html.escape(name)}</title></polyline>'
+                   f'<text x="{w - 200}" y="{30 + 14 * j}" font-size="11" fill="{colours[j % 4]}">'
+                   f'{html.escape(name)}</text>')
+    out.append(f'<text x="{left}" y="{h - 6}" font-size="11">node index (topological order) → ; relative '
+               'error max|Δ| / max|reference| of each tensor</text></svg>')
+    return "\n".join(out)
+
+
+def write_html(reports: "EvalReport | Sequence[EvalReport]", path: str | Path,
+               layers: dict[str, list[dict]] | None = None) -> None:
+    reps = [reports] if isinstance(reports, EvalReport) else list(reports)
+    passed = all(r.passed for r in reps)
     parts = ["<!doctype html><html><head><meta charset='utf-8'><title>xconv verify report</title>",
              "<style>body{font-family:sans-serif;max-width:980px;margin:2em auto}table{border-collapse:collapse}"
              "td,th{border:1px solid #ccc;padding:4px 8px;text-align:right}th{background:#f4f4f4}"
              ".pass{color:#2a7d2a;font-weight:bold}.fail{color:#c0392b;font-weight:bold}</style></head><body>",
-             f"<h1>xconv verify: <span class='{'pass' if rep.passed else 'fail'}'>"
-             f"{'PASS' if rep.passed else 'FAIL'}</span></h1>",
+             f"<h1>xconv verify: <span class='{'pass' if passed else 'fail'}'>{'PASS' if passed else 'FAIL'}"
+             "</span></h1>"]
+    if len(reps) > 1 and all(r.labelled for r in reps):
+        names = [m.name for m in reps[0].models]
+        labels = [f"{r.crops}-crop" for r in reps]
+        parts.append(_bars("top-1 error per crop protocol", labels, {
+            n: [100 * (next(m for m in r.models if m.name == n).error(1) or 0) for r in reps] for n in names}))
+        parts.append(_bars("top-5 error per crop protocol", labels, {
+            n: [100 * (next(m for m in r.models if m.name == n).error(5) or 0) for r in reps] for n in names}))
+    for rep in reps:
+        parts += _one(rep)
+    if layers:
+        parts.append("<h2>Error along the network</h2>")
+        parts.append(_line("per-node relative error against the IR reference (first image, first crop)",
+                           {k: [(r["index"], r["rel"]) for r in v] for k, v in layers.items()}))
+        for k, v in layers.items():
+            worst = sorted(v, key=lambda r: -r["rel"])[:5]
+            parts.append(f"<p>{html.escape(k)}: largest relative errors at " + ", ".join(
+                f"<code>{html.escape(r['node'])}</code> ({r['op']}, {r['rel']:.2e})" for r in worst) + "</p>")
+    parts.append("</body></html>")
+    Path(path).write_text("\n".join(parts), encoding="utf-8")
+
+
+def _one(rep: EvalReport) -> list[str]:
+    d = rep.to_json()
+    parts = [f"<h2>{rep.crops}-crop</h2>",
              f"<p>{rep.images} images from <code>{html.escape(rep.dataset)}</code> ({rep.data_format}), "
              f"{rep.crops}-crop, preset <b>{html.escape(str(rep.preset.get('name')))}</b> "
              f"(base {rep.preset.get('base')} → crop {rep.preset.get('crop')}, {rep.preset.get('color_order')}, "
@@ -86,7 +142,7 @@ def write_html(rep: EvalReport, path: str | Path) -> None:
             "top-1 error": [None if m["top1_error"] is None else 100 * m["top1_error"] for m in d["models"]],
             "top-5 error": [None if m["top5_error"] is None else 100 * m["top5_error"] for m in d["models"]]}))
     for p in d["parity"]:
-        parts.append(f"<h2>{html.escape(p['name'])}</h2>")
+        parts.append(f"<h3>{html.escape(p['name'])}</h3>")
         parts.append(f"<p>top-1 agreement {p['agree']}/{p['images']}, max|Δlogit| {p['max_abs']:.3e}, "
                      f"mean|Δlogit| {p['mean_abs']:.3e}</p>")
         parts.append(_hist(f"|Δlogit| of {p['name']} against the source", p["hist"]))
@@ -98,5 +154,4 @@ def write_html(rep: EvalReport, path: str | Path) -> None:
             parts.append("</table>")
             parts.append("<p>flips by source class: " + ", ".join(
                 f"{k}: {v}" for k, v in sorted(p["flips_by_class"].items(), key=lambda kv: -kv[1])) + "</p>")
-    parts.append("</body></html>")
-    Path(path).write_text("\n".join(parts), encoding="utf-8")
+    return parts

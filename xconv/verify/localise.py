@@ -35,3 +35,23 @@ def first_divergence(graph: Graph, conv: Converted, x: np.ndarray, rtol: float =
             n = prod[t]
             return {"node": n.name, "op": n.op, "loc": str(n.loc), "tensor": t, "max_abs": err, "tol": tol}
     return None
+
+
+def layer_errors(graph: Graph, conv: Converted, x: np.ndarray) -> list[dict[str, Any]]:
+    """Every node's output error along the network: max|target - IR reference| relative to the reference's
+    largest magnitude, for the tensors the target runtime exposes (Caffe blobs / ONNX values)."""
+    names = [o for n in graph.nodes for o in n.outputs]
+    ref = reference.run(graph, {next(iter(graph.inputs)): x.astype(np.float64)}, keep=True)
+    runner = make_runner(conv, intermediates=names)
+    got = runner.tensors(x.astype(np.float32), names)
+    prod = {o: n for n in graph.nodes for o in n.outputs}
+    out = []
+    for i, t in enumerate(names):
+        if t not in got or t not in ref or ref[t].shape != got[t].shape:
+            continue
+        scale = max(1e-12, float(np.abs(ref[t]).max()))
+        n = prod[t]
+        out.append({"index": i, "node": n.name, "op": n.op, "tensor": t,
+                    "max_abs": float(np.abs(ref[t] - got[t]).max()),
+                    "rel": float(np.abs(ref[t] - got[t]).max()) / scale})
+    return out
