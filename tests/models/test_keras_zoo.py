@@ -6,6 +6,9 @@ also as Keras-3 ``.h5``), converted to Caffe (BVLC 1.0 layers, real pycaffe)
 and ONNX (onnxruntime), and compared on real photos with the logits Keras
 itself computed for the model it saved (``tests/keras_zoo.py``).
 
+Golden regression: golden/zoo_keras.json holds the measured figures and the
+accepted ones (3x measured); a conversion that drifts past them fails.
+
 Tolerance: the bound ``xconv verify`` applies by default,
 max|Δlogit| <= 1e-3 + 1e-4 * max|logit| (logits here reach ±10..17), and
 top-1 must agree on every photo.  Float32 accumulation differences over
@@ -29,6 +32,8 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 pytest.importorskip("tf_keras")
 
 ATOL, RTOL = 1e-3, 1e-4
+# accepted figures of the golden regression: a conversion drifting past 3x what was measured fails
+ACCEPTED = json.loads((Path(__file__).resolve().parents[2] / "golden" / "zoo_keras.json").read_text())["accepted"]
 EXTRA_FLAVOURS = {"inception_resnet_v2": ("k3.h5",), "mobilenet_v2": ("k3.h5",)}
 
 
@@ -63,6 +68,10 @@ def test_keras_zoo(arch: str, tmp_path: Path) -> None:
             err = float(np.abs(got - want).max())
             measured[f"{flavour} -> {target}"] = err
             assert err <= bound, f"{arch} {flavour} -> {target}: max|dlogit| {err:.3g} > {bound:.3g}"
+            accepted = ACCEPTED.get(arch, {}).get(f"{flavour} -> {target}")
+            assert accepted is None or err <= accepted, (
+                f"{arch} {flavour} -> {target}: max|dlogit| {err:.3g} regressed past the accepted {accepted:.3g} "
+                "(golden/zoo_keras.json)")
             np.testing.assert_array_equal(got.argmax(1), want.argmax(1), err_msg=f"{arch} {flavour} -> {target}")
             shutil.rmtree(out_dir)
         path.unlink()

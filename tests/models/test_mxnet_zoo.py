@@ -7,6 +7,9 @@ layers, real pycaffe) and ONNX (onnxruntime) and compared on real photos
 with the outputs MXNet computed from the saved files.  Two archs are also
 converted from the pre-1.0 JSON layout.
 
+Golden regression: golden/zoo_mxnet.json holds the measured figures and the
+accepted ones (3x measured); a conversion that drifts past them fails.
+
 Tolerance: the bound ``xconv verify`` applies by default,
 max|Δlogit| <= 1e-3 + 1e-4 * max|logit|, and top-1 agrees on every photo.
 DPN's head is a SoftmaxOutput: its probabilities are compared to 1e-4
@@ -24,6 +27,8 @@ import pytest
 import mxnet_zoo
 
 ATOL, RTOL = 1e-3, 1e-4
+# accepted figures of the golden regression: a conversion drifting past 3x what was measured fails
+ACCEPTED = json.loads((Path(__file__).resolve().parents[2] / "golden" / "zoo_mxnet.json").read_text())["accepted"]
 LEGACY = {"resnext50_32x4d", "dpn68"}
 
 
@@ -75,6 +80,10 @@ def test_mxnet_zoo(arch: str, tmp_path: Path) -> None:
                 err = float(np.abs(got - want.reshape(got.shape)).max())
                 measured[f"{layout} {what} -> {target}"] = err
                 assert err <= bound, f"{arch} {layout} {what} -> {target}: max|d| {err:.3g} > {bound:.3g}"
+                accepted = ACCEPTED.get(arch, {}).get(f"{layout} {what} -> {target}")
+                assert accepted is None or err <= accepted, (
+                    f"{arch} {layout} {what} -> {target}: max|d| {err:.3g} regressed past the accepted "
+                    f"{accepted:.3g} (golden/zoo_mxnet.json)")
                 np.testing.assert_array_equal(got.argmax(1), want.reshape(got.shape).argmax(1))
                 shutil.rmtree(out_dir)
     print(json.dumps({arch: measured}))

@@ -112,3 +112,17 @@ def test_damaged_inputs(fixtures: dict[str, Any], tmp_path: Path) -> None:
         open_tfrecord(bad)
     with pytest.raises(InputFileError, match="ground truth|ILSVRC2012_ID"):
         open_folder(fixtures["folder"], ground_truth=fixtures["gt_txt"])
+
+
+def test_cls_loc_solution_csv(fixtures: dict[str, Any], tmp_path: Path) -> None:
+    """ILSVRC2015+ CLS-LOC label files (LOC_val_solution.csv: ImageId, WNID and boxes) map WNIDs to classes."""
+    wnids = fixtures["wnids"]
+    rows = ["ImageId,PredictionString"]
+    for name, lab in sorted(fixtures["labels"].items(), reverse=True):
+        rows.append(f"{Path(name).stem},{wnids[lab]} 10 20 100 200 {wnids[lab]} 5 5 50 50")
+    csv = tmp_path / "LOC_val_solution.csv"
+    csv.write_text("\n".join(rows) + "\n")
+    with pytest.raises(InputFileError, match="--synsets"):
+        open_dataset(fixtures["folder"], labels=csv)
+    ds = open_dataset(fixtures["folder"], labels=csv, synsets=fixtures["synsets_txt"])
+    assert {e.key: e.label for e in ds.entries} == fixtures["labels"]

@@ -98,13 +98,29 @@ class Dataset:
 
 
 # --------------------------------------------------------------------------- labels
-def read_label_file(path: str | Path) -> dict[str, int]:
-    """``name label`` lines (Caffe's val.txt); blank lines and ``#`` comments skipped."""
+def read_label_file(path: str | Path, synsets: str | Path | None = None) -> dict[str, int]:
+    """``name label`` lines (Caffe's val.txt; blank lines and ``#`` comments skipped), or the
+    ILSVRC2015+ CLS-LOC solution CSV (``ImageId,PredictionString`` with the WNID first; the
+    label is its rank among the sorted WNIDs of ``synsets``; keys are image names without extension)."""
     out: dict[str, int] = {}
     try:
         lines = Path(path).read_text().splitlines()
     except OSError as e:
         raise InputFileError(f"cannot read labels file '{path}': {e}") from e
+    if lines and lines[0].replace(" ", "").lower().startswith("imageid,predictionstring"):
+        if synsets is None:
+            raise InputFileError(f"'{path}' names classes by WNID: also pass --synsets or --synset-order (the 1000 "
+                                 "WNIDs) so they map to class indices")
+        rank = {w: i for i, w in enumerate(sorted(read_synset_order(synsets)))}
+        for i, line in enumerate(lines[1:], 2):
+            if not line.strip():
+                continue
+            img, _, pred = line.partition(",")
+            wnid = pred.split()[0] if pred.split() else ""
+            if wnid not in rank:
+                raise InputFileError(f"{path}:{i}: WNID {wnid!r} is not in the synset list")
+            out[img.strip()] = rank[wnid]
+        return out
     for i, line in enumerate(lines, 1):
         line = line.strip()
         if not line or line.startswith("#"):
@@ -171,7 +187,7 @@ def _images(folder: Path) -> list[Path]:
 
 
 def open_folder(folder: str | Path, labels: str | Path | None = None, *, ground_truth: str | Path | None = None,
-                synset_order: str | Path | None = None) -> FolderDataset:
+                synset_order: str | Path | None = None, synsets: str | Path | None = None) -> FolderDataset:
     folder = Path(folder)
     if not folder.is_dir():
         raise InputFileError(f"image folder '{folder}' does not exist")
@@ -185,7 +201,9 @@ def open_folder(folder: str | Path, labels: str | Path | None = None, *, ground_
                                  "--synset-order (the 1000 WNIDs in ILSVRC2012_ID order) to map them")
         table = devkit_labels(ground_truth, synset_order, [p.name for p in paths])
     elif labels is not None:
-        table = read_label_file(labels)
+        table = read_label_file(labels, synsets or synset_order)
+        if paths and paths[0].name not in table and paths[0].stem in table:  # keys without extension (CSV)
+            table = {p.name: table[p.stem] for p in paths if p.stem in table}
         missing = [p.name for p in paths if p.name not in table]
         if missing:
             raise InputFileError(f"labels file '{labels}' has no label for {missing[:5]}"
@@ -420,7 +438,7 @@ def open_dataset(path: str | Path, fmt: str = "auto", *, labels: str | Path | No
                  synsets: str | Path | None = None, tfrecord_label_offset: int = 1) -> Dataset:
     fmt = detect_format(path) if fmt == "auto" else fmt
     if fmt == "folder":
-        return open_folder(path, labels, ground_truth=ground_truth, synset_order=synset_order)
+        return open_folder(path, labels, ground_truth=ground_truth, synset_order=synset_order, synsets=synsets)
     if fmt == "synsets":
         return open_synsets(path, synsets)
     if fmt == "lmdb":
