@@ -243,6 +243,29 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     return 0 if passed else 1
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from .verify.evaluate import EvalReport  # noqa: PLC0415
+    from .verify.html import write_html  # noqa: PLC0415
+    reps: list[EvalReport] = []
+    layers: dict[str, Any] = {}
+    for f in args.reports:
+        try:
+            doc = json.loads(Path(f).read_text())
+        except (OSError, ValueError) as e:
+            raise XconvError(f"cannot read report {f}: {e}") from e
+        runs = doc.get("runs", [doc])
+        try:
+            reps.extend(EvalReport.from_json(d) for d in runs)
+        except (KeyError, TypeError) as e:
+            raise XconvError(f"{f} is not a `verify --data --json` report ({e})") from e
+        layers.update(doc.get("per_layer", {}))
+    for rep in reps:
+        print(rep.table())
+    write_html(reps, args.html, layers=layers)
+    print(f"wrote {args.html}")
+    return 0
+
+
 def cmd_inspect(args: argparse.Namespace) -> int:
     from .frontend import load
     from .stats import stats
@@ -358,6 +381,12 @@ def build_parser() -> argparse.ArgumentParser:
     i.add_argument("model")
     src_opts(i, True)
     i.set_defaults(fn=cmd_inspect)
+
+    r = sub.add_parser("report", help="merge verify --json reports (e.g. 224 and 320 models, single and 12-crop) "
+                                      "into one HTML page and table", parents=[common])
+    r.add_argument("reports", nargs="+", help="JSON files written by `xconv verify --data ... --json`")
+    r.add_argument("--html", required=True, help="output HTML file")
+    r.set_defaults(fn=cmd_report)
 
     d = sub.add_parser("demo", help="convert and verify EfficientNet-Lite0 on 20 real ImageNet photos", parents=[common])
     d.add_argument("-o", "--output", default="out/demo")

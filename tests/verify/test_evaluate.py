@@ -212,7 +212,13 @@ def test_cli_reports(setup: dict[str, Any]) -> None:
     errs = doc["per_layer"]["onnx (opset 13)"]
     assert len(errs) > 50 and max(e["rel"] for e in errs) < 1e-3
     page = out_html.read_text()
-    assert "per crop protocol" in page and "along the network" in page
+    assert "per crop size and protocol" in page and "along the network" in page
+    # reports of separate runs (e.g. a 224 and a 320 model) merge into one page
+    merged = tmp / "merged.html"
+    r = subprocess.run([sys.executable, "-m", "xconv.cli", "report", str(out_json), str(out_json), "--html",
+                        str(merged)], capture_output=True, text=True, env=ENV, timeout=120)
+    assert r.returncode == 0, r.stderr
+    assert merged.read_text().count("<h2>") >= 4 and "224px 12-crop" in merged.read_text()
     # an override that breaks the input size is refused with the way out
     r = subprocess.run([sys.executable, "-m", "xconv.cli", "verify", setup["weights"], onnx, "--data",
                         str(d["lmdb_raw"]), "--crop-size", "200"], capture_output=True, text=True, env=ENV,

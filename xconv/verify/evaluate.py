@@ -158,6 +158,16 @@ class EvalReport:
                 pd["delta_top5"] = (conv.error(5) or 0) - (src.error(5) or 0)
         return d
 
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> "EvalReport":
+        """A report back from its ``to_json()`` (for ``xconv report``)."""
+        mfields = {f for f in ModelResult.__dataclass_fields__}
+        pfields = {f for f in ParityResult.__dataclass_fields__}
+        models = [ModelResult(**{k: v for k, v in m.items() if k in mfields}) for m in d["models"]]
+        parity = [ParityResult(**{k: v for k, v in p.items() if k in pfields}) for p in d["parity"]]
+        keep = {f for f in cls.__dataclass_fields__} - {"models", "parity"}
+        return cls(models=models, parity=parity, **{k: v for k, v in d.items() if k in keep})
+
     def table(self) -> str:
         def pct(v: float | None) -> str:
             return "-" if v is None else f"{100 * v:.2f}%"

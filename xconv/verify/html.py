@@ -107,11 +107,16 @@ def write_html(reports: "EvalReport | Sequence[EvalReport]", path: str | Path,
              "</span></h1>"]
     if len(reps) > 1 and all(r.labelled for r in reps):
         names = [m.name for m in reps[0].models]
-        labels = [f"{r.crops}-crop" for r in reps]
-        parts.append(_bars("top-1 error per crop protocol", labels, {
-            n: [100 * (next(m for m in r.models if m.name == n).error(1) or 0) for r in reps] for n in names}))
-        parts.append(_bars("top-5 error per crop protocol", labels, {
-            n: [100 * (next(m for m in r.models if m.name == n).error(5) or 0) for r in reps] for n in names}))
+        labels = [f"{r.preset.get('crop')}px {r.crops}-crop" for r in reps]
+
+        def err(r: EvalReport, n: str, k: int) -> float | None:
+            m = next((m for m in r.models if m.name == n), None)
+            e = m.error(k) if m else None
+            return None if e is None else 100 * e
+        parts.append(_bars("top-1 error per crop size and protocol", labels,
+                           {n: [err(r, n, 1) for r in reps] for n in names}))
+        parts.append(_bars("top-5 error per crop size and protocol", labels,
+                           {n: [err(r, n, 5) for r in reps] for n in names}))
     for rep in reps:
         parts += _one(rep)
     if layers:
