@@ -32,6 +32,7 @@ FRONTENDS: dict[str, FrontendInfo] = {
                                "frozen GraphDef .pb, checkpoint with .meta, or SavedModel directory"),
     "keras": FrontendInfo("keras", "xconv.frontends.keras",
                           "Keras 2 or 3 .h5, or Keras 3 .keras (read without Keras)"),
+    "onnx": FrontendInfo("onnx", "xconv.frontends.onnx", "ONNX classifier (opset 9-21)"),
     "mxnet": FrontendInfo("mxnet", "xconv.frontends.mxnet",
                           "NAME-symbol.json + NAME-EPOCH.params (read without MXNet)"),
 }

@@ -1,0 +1,163 @@
+"""ONNX graph -> IR: values are IR tensors or numpy constants; handlers per op type."""
+from __future__ import annotations
+
+import logging
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
+
+from xconv.builder import GraphBuilder
+from xconv.errors import InputFileError, InvalidGraphError, UnsupportedAttrError, UnsupportedOpError
+from xconv.ir import Graph, ModelMeta
+
+from ..tensorflow.common import same_pads
+
+log = logging.getLogger(__name__)
+FRAMEWORK = "onnx"
+Value = Union[str, np.ndarray]  # an IR tensor name, or a constant
+Handler = Callable[["Ctx", Any], Sequence[Value]]
+HANDLERS: dict[str, Handler] = {}
+
+
+def handles(*ops: str) -> Callable[[Handler], Handler]:
+    def deco(fn: Handler) -> Handler:
+        for op in ops:
+            HANDLERS[op] = fn
+        return fn
+    return deco
+
+
+class Ctx:
+    def __init__(self, model: Any, builder: GraphBuilder) -> None:
+        import onnx  # noqa: PLC0415
+        self.onnx = onnx
+        self.b = builder
+        self.values: dict[str, Value] = {}
+        self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
+
+    def attrs(self, node: Any) -> dict[str, Any]:
+        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+
+    def v(self, node: Any, i: int) -> Value | None:
+        if i >= len(node.input) or not node.input[i]:
+            return None
+        name = node.input[i]
+        if name not in self.values:
+            raise InputFileError(f"onnx node '{node.name}' ({node.op_type}): input '{name}' is never produced")
+        return self.values[name]
+
+    def act(self, node: Any, i: int = 0) -> str:
+        v = self.v(node, i)
+        if isinstance(v, np.ndarray):
+            return self.b.param(f"{node.name or node.op_type}/in{i}", v.astype(np.float32))
+        if v is None:
+            raise InputFileError(f"onnx node '{node.name}' ({node.op_type}): input {i} is missing")
+        return v
+
+    def const(self, node: Any, i: int) -> np.ndarray | None:
+        v = self.v(node, i)
+        return v if isinstance(v, np.ndarray) else None
+
+    def need_const(self, node: Any, i: int, what: str) -> np.ndarray:
+        c = self.const(node, i)
+        if c is None:
+            raise UnsupportedAttrError(f"onnx node '{node.name}' ({node.op_type}): {what} must be a constant "
+                                       "(an initializer or folded constant)")
+        return c
+
+    def param(self, node: Any, i: int, value: np.ndarray) -> str:
+        return self.b.param(node.input[i] or f"{node.name}/in{i}", np.asarray(value, np.float32))
+
+    def shape(self, t: str) -> tuple[int, ...]:
+        return self.b.shape(t)
+
+    def add(self, op: str, inputs: Sequence[str], node: Any, suffix: str = "", **attrs: Any) -> str:
+        name = (node.name or node.output[0]) + (f"/{suffix}" if suffix else "")
+        try:
+            return self.b.add(op, list(inputs), name=name, source=node.name or node.output[0], **attrs)
+        except InvalidGraphError as e:
+            raise InvalidGraphError(f"onnx node '{node.name}' ({node.op_type}): {e}") from e
+
+
+def _where(node: Any) -> str:
+    return f"onnx node '{node.name or node.output[0]}' ({node.op_type})"
+
+
+def _check(node: Any, a: dict[str, Any], known: set[str]) -> None:
+    left = sorted(set(a) - known)
+    if left:
+        raise UnsupportedAttrError(f"{_where(node)}: attributes {left} are not supported")
+
+
+def convert_model(model: Any, *, input_shape: Sequence[int] | None = None, name: str | None = None,
+                  source_file: str | None = None) -> Graph:
+    from . import ops  # noqa: F401,PLC0415
+    import onnx  # noqa: PLC0415
+    from onnx import numpy_helper  # noqa: PLC0415
+
+    g = model.graph
+    missing = [(n.op_type, n.name or n.output[0]) for n in g.node
+               if n.op_type not in HANDLERS or n.domain not in ("", "ai.onnx")]
+    if missing:
+        raise UnsupportedOpError(FRAMEWORK, missing, "ONNX -> IR covers image-classifier ops; see the README")
+    b = GraphBuilder(FRAMEWORK, source_file)
+    ctx = Ctx(model, b)
+    for init in g.initializer:
+        ctx.values[init.name] = numpy_helper.to_array(init)
+    inputs = [i for i in g.input if i.name not in ctx.values]
+    if not inputs:
+        raise InputFileError("onnx: the graph has no input that is not an initializer")
+    for k, inp in enumerate(inputs):
+        tt = inp.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+        if input_shape is not None and k == 0:
+            dims = list(input_shape)
+        if any(d is None for d in dims[1:]):
+            raise InputFileError(f"onnx: input '{inp.name}' has dynamic dims {dims}; pass --input-shape")
+        dims = [int(d) if d else 1 for d in dims]
+        if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
+            raise UnsupportedAttrError(f"onnx: input '{inp.name}' is not a float tensor")
+        ctx.values[inp.name] = b.input(inp.name, dims)
+    for node in g.node:
+        outs = HANDLERS[node.op_type](ctx, node)
+        for o, v in zip(node.output, outs):
+            if o:
+                ctx.values[o] = v
+    out_names = []
+    for o in g.output:
+        v = ctx.values.get(o.name)
+        if v is None:
+            raise InputFileError(f"onnx: graph output '{o.name}' is never produced")
+        if isinstance(v, np.ndarray):
+            raise UnsupportedAttrError(f"onnx: graph output '{o.name}' is a constant")
+        out_names.append(v)
+    meta = ModelMeta(source_framework=FRAMEWORK, source_file=source_file or "")
+    for p in model.metadata_props:
+        meta.extra.setdefault("onnx_metadata", {})[p.key] = p.value
+    s = b.shape(out_names[0])
+    if len(s) == 2:
+        meta.num_classes = int(s[1])
+        meta.background_offset = 1 if s[1] == 1001 else 0
+    in_shape = b.shape(ctx.values[inputs[0].name])  # type: ignore[arg-type]
+    if len(in_shape) == 4:
+        meta.crop = int(in_shape[2])
+    return b.graph(out_names, name or (g.name or "onnx_model"), meta)
+
+
+def pads_of(node: Any, a: dict[str, Any], hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
+            d: tuple[int, int]) -> tuple[int, int, int, int]:
+    auto = a.get("auto_pad", b"NOTSET")
+    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    if auto in ("NOTSET", ""):
+        p = list(a.get("pads", [0, 0, 0, 0]))
+        if len(p) != 4:
+            raise UnsupportedAttrError(f"{_where(node)}: pads {p} are not 2-D")
+        return (p[0], p[1], p[2], p[3])
+    if auto == "VALID":
+        return (0, 0, 0, 0)
+    if auto in ("SAME_UPPER", "SAME_LOWER"):
+        (t, bt), (l, r) = same_pads(hw[0], k[0], s[0], d[0]), same_pads(hw[1], k[1], s[1], d[1])
+        if auto == "SAME_LOWER":
+            t, bt, l, r = bt, t, r, l
+        return (t, l, bt, r)
+    raise UnsupportedAttrError(f"{_where(node)}: auto_pad {auto!r}")
