@@ -31,7 +31,7 @@ import numpy as np
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
-from zoo import CALIBRATION, PHOTOS, photo_dir, photo_label  # noqa: E402  (tests/ is on sys.path)
+from zoo import CALIBRATION, PHOTOS, center_photos, photo_dir, photo_label  # noqa: E402,F401  (tests/ is on sys.path)
 
 __all__ = ["KERAS_ZOO", "REF_PHOTOS", "CALIBRATION", "PHOTOS", "photo_label", "keras_inputs", "build",
            "make_files", "reload_logits", "config_class_names", "FLAVOURS"]
@@ -72,23 +72,7 @@ def _lib(flavour: str):
 def keras_inputs(size: int, names=PHOTOS) -> np.ndarray:
     """Photos as float32 NHWC in [-1, 1]: short side resized to round(size/0.875)
     (bilinear), centre crop ``size``, then x/127.5 - 1 (PIL + numpy only)."""
-    from PIL import Image
-
-    d = photo_dir()
-    short = int(round(size / 0.875))
-    out = []
-    for n in names:
-        im = Image.open(d / n).convert("RGB")
-        w, h = im.size
-        if w <= h:
-            nw, nh = short, max(short, int(round(h * short / w)))
-        else:
-            nw, nh = max(short, int(round(w * short / h))), short
-        im = im.resize((nw, nh), Image.BILINEAR)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        out.append(np.asarray(im, dtype=np.float32))
-    return (np.stack(out) / 127.5 - 1.0).astype(np.float32)
+    return (center_photos(size, names) / 127.5 - 1.0).astype(np.float32)
 
 
 def _np(t) -> np.ndarray:

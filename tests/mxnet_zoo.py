@@ -44,7 +44,7 @@ from pathlib import Path
 
 import numpy as np
 
-from zoo import CALIBRATION, PHOTOS, photo_dir, photo_label  # noqa: E402  (tests/ is on sys.path)
+from zoo import CALIBRATION, PHOTOS, center_photos, photo_dir, photo_label  # noqa: E402,F401  (tests/ is on sys.path)
 
 __all__ = ["MXNET_ZOO", "REF_PHOTOS", "CALIBRATION", "PHOTOS", "photo_label", "import_mxnet", "mxnet_inputs",
            "build", "make_files", "load_ref", "load_checkpoint", "forward", "to_legacy_json", "check_legacy",
@@ -99,23 +99,8 @@ def mxnet_inputs(size: int, names=PHOTOS) -> np.ndarray:
     """Photos as float32 NCHW RGB: short side resized to round(size/0.875)
     (PIL bilinear), centre crop ``size``, [0, 1] pixels normalised with the
     ImageNet mean/std (PIL + numpy only)."""
-    from PIL import Image
-
-    d = photo_dir()
-    short = int(round(size / 0.875))
-    out = []
-    for n in names:
-        im = Image.open(d / n).convert("RGB")
-        w, h = im.size
-        if w <= h:
-            nw, nh = short, max(short, int(round(h * short / w)))
-        else:
-            nw, nh = max(short, int(round(w * short / h))), short
-        im = im.resize((nw, nh), Image.BILINEAR)
-        left, top = (nw - size) // 2, (nh - size) // 2
-        im = im.crop((left, top, left + size, top + size))
-        out.append(np.asarray(im, dtype=np.float32) / 255.0)
-    x = (np.stack(out) - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
+    out = center_photos(size, names) / 255.0
+    x = (out - np.array(MEAN, np.float32)) / np.array(STD, np.float32)
     return np.ascontiguousarray(x.transpose(0, 3, 1, 2)).astype(np.float32)
 
 

@@ -59,6 +59,29 @@ def torchvision_inputs(size: int, names=PHOTOS) -> np.ndarray:
     return np.stack([tf(Image.open(d / n).convert("RGB")).numpy() for n in names]).astype(np.float32)
 
 
+def center_photos(size: int, names) -> np.ndarray:
+    """Photos as float32 NHWC RGB pixels (0..255): short side resized to round(size/0.875) with
+    PIL bilinear, then the centre ``size`` crop (PIL + numpy only; the Keras and MXNet test zoos
+    normalise these their own way)."""
+    from PIL import Image
+
+    d = photo_dir()
+    short = int(round(size / 0.875))
+    out = []
+    for n in names:
+        im = Image.open(d / n).convert("RGB")
+        w, h = im.size
+        if w <= h:
+            nw, nh = short, max(short, int(round(h * short / w)))
+        else:
+            nw, nh = max(short, int(round(w * short / h))), short
+        im = im.resize((nw, nh), Image.BILINEAR)
+        left, top = (nw - size) // 2, (nh - size) // 2
+        im = im.crop((left, top, left + size, top + size))
+        out.append(np.asarray(im, dtype=np.float32))
+    return np.stack(out)
+
+
 def calibrate_bn(model, x, seed: int) -> None:
     """Non-trivial, realistic BatchNorm statistics.
 

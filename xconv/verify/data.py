@@ -33,20 +33,9 @@ class ImageSet:
 
 
 def read_labels(path: Path) -> dict[str, int]:
-    out: dict[str, int] = {}
-    try:
-        lines = Path(path).read_text().splitlines()
-    except OSError as e:
-        raise InputFileError(f"cannot read labels file '{path}': {e}") from e
-    for i, line in enumerate(lines, 1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        parts = line.split()
-        if len(parts) != 2 or not parts[1].lstrip("-").isdigit():
-            raise InputFileError(f"{path}:{i}: expected 'name label', got {line!r}")
-        out[parts[0]] = int(parts[1])
-    return out
+    """``name label`` lines (see :func:`xconv.verify.datasets.read_label_file`)."""
+    from .datasets import read_label_file  # noqa: PLC0415
+    return read_label_file(path)
 
 
 def image_set(folder: str | Path, labels: str | Path | None = None, limit: int | None = None) -> ImageSet:
