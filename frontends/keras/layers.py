@@ -432,24 +432,16 @@ def _chain(ctx: Ctx, layer: LayerSpec, op: str, xs: list[str], last_suffix: str 
     return y
 
 
-@register_layer("Add")
-def add_layer(ctx: Ctx, layer: LayerSpec, ins: list[KT], call: Call) -> KT:
-    return KT(_chain(ctx, layer, "Add", _merge_inputs(ctx, layer, ins)))
+# n-ary merge layers: a chain of the binary IR op
+_MERGE_OPS = {"Add": "Add", "Multiply": "Mul", "Maximum": "Max", "Minimum": "Min"}
 
 
-@register_layer("Multiply")
-def multiply_layer(ctx: Ctx, layer: LayerSpec, ins: list[KT], call: Call) -> KT:
-    return KT(_chain(ctx, layer, "Mul", _merge_inputs(ctx, layer, ins)))
+def _merge(ctx: Ctx, layer: LayerSpec, ins: list[KT], call: Call) -> KT:
+    op = _MERGE_OPS[layer.class_name.rpartition(">")[2]]
+    return KT(_chain(ctx, layer, op, _merge_inputs(ctx, layer, ins)))
 
 
-@register_layer("Maximum")
-def maximum_layer(ctx: Ctx, layer: LayerSpec, ins: list[KT], call: Call) -> KT:
-    return KT(_chain(ctx, layer, "Max", _merge_inputs(ctx, layer, ins)))
-
-
-@register_layer("Minimum")
-def minimum_layer(ctx: Ctx, layer: LayerSpec, ins: list[KT], call: Call) -> KT:
-    return KT(_chain(ctx, layer, "Min", _merge_inputs(ctx, layer, ins)))
+register_layer(*_MERGE_OPS)(_merge)
 
 
 @register_layer("Subtract")
