@@ -418,6 +418,54 @@ def _infer_transpose(node: Node, ins: Sequence[TensorType | None]) -> list[Tenso
 register(OpSpec("Transpose", ("X",), {"perm": AttrSpec("ints")}, _infer_transpose))
 
 
+def _infer_lrn(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType]:
+    x = _t(ins[0], "X")
+    if x.rank != 4:
+        raise InvalidGraphError(f"{node.where()}: LRN takes an NCHW tensor, got {x}")
+    if node.attrs["size"] < 1:
+        raise InvalidGraphError(f"{node.where()}: LRN size must be >= 1")
+    return [x]
+
+
+register(OpSpec("LRN", ("X",), {
+    "size": AttrSpec("int"),
+    "alpha": AttrSpec("float", 1e-4),
+    "beta": AttrSpec("float", 0.75),
+    "bias": AttrSpec("float", 1.0),
+}, _infer_lrn, doc="Local response normalisation across channels (ONNX LRN = Caffe LRN ACROSS_CHANNELS): "
+   "y = x / (bias + alpha/size * sum_{window} x^2)^beta, the window over channels "
+   "[c - (size-1)//2, c + size//2] clipped to the tensor."))
+
+RESIZE_MODES = ("nearest", "linear")
+RESIZE_COORDS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
+RESIZE_NEAREST = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")
+
+
+def _infer_resize(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType]:
+    x = _t(ins[0], "X")
+    if x.rank != 4:
+        raise InvalidGraphError(f"{node.where()}: Resize takes an NCHW tensor, got {x}")
+    a = node.attrs
+    for key, allowed in (("mode", RESIZE_MODES), ("coordinate_transformation_mode", RESIZE_COORDS),
+                         ("nearest_mode", RESIZE_NEAREST)):
+        if a[key] not in allowed:
+            raise InvalidGraphError(f"{node.where()}: Resize {key}={a[key]!r}; known: {allowed}")
+    oh, ow = a["sizes"]
+    if oh < 1 or ow < 1:
+        raise InvalidGraphError(f"{node.where()}: Resize output size {a['sizes']} is empty")
+    return [TensorType((x.shape[0], x.shape[1], oh, ow), x.dtype)]
+
+
+register(OpSpec("Resize", ("X",), {
+    "sizes": AttrSpec("ints", REQUIRED, 2),
+    "mode": AttrSpec("str", "nearest"),
+    "coordinate_transformation_mode": AttrSpec("str", "half_pixel"),
+    "nearest_mode": AttrSpec("str", "round_prefer_floor"),
+}, _infer_resize, doc="Spatial resize of an NCHW tensor to ``sizes=(H', W')`` with ONNX Resize semantics "
+   "(scale = H'/H per axis; linear = bilinear, source coordinates clamped to [0, H-1]). "
+   "PyTorch's nearest is asymmetric + floor; its bilinear(align_corners=False) is half_pixel."))
+
+
 def _infer_shuffle(node: Node, ins: Sequence[TensorType | None]) -> list[TensorType]:
     x = _t(ins[0], "X")
     if x.rank != 4 or x.shape[1] % node.attrs["group"]:

@@ -307,6 +307,63 @@ def _rmax(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     return [xs[0].max(axis=tuple(node.attrs["axes"]), keepdims=node.attrs["keepdims"])]
 
 
+@impl("LRN")
+def _lrn(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    a = node.attrs
+    size, c = a["size"], x.shape[1]
+    lo, hi = (size - 1) // 2, size // 2
+    sq = x * x
+    acc = np.zeros_like(x)
+    for ch in range(c):
+        acc[:, ch] = sq[:, max(0, ch - lo):min(c, ch + hi + 1)].sum(axis=1)
+    return [x / (a["bias"] + a["alpha"] / size * acc) ** a["beta"]]
+
+
+def resize_source(out_size: int, in_size: int, coord: str) -> np.ndarray:
+    """ONNX Resize: the source coordinate of every output index along one axis."""
+    i = np.arange(out_size, dtype=np.float64)
+    scale = out_size / in_size
+    if coord == "asymmetric":
+        return i / scale
+    if coord == "align_corners":
+        return i * (in_size - 1) / (out_size - 1) if out_size > 1 else np.zeros_like(i)
+    if coord == "pytorch_half_pixel" and out_size == 1:
+        return np.zeros_like(i)
+    return (i + 0.5) / scale - 0.5
+
+
+def _nearest_index(src: np.ndarray, mode: str, in_size: int) -> np.ndarray:
+    if mode == "floor":
+        idx = np.floor(src)
+    elif mode == "ceil":
+        idx = np.ceil(src)
+    elif mode == "round_prefer_ceil":
+        idx = np.floor(src + 0.5)
+    else:  # round_prefer_floor
+        idx = np.ceil(src - 0.5)
+    return np.clip(idx, 0, in_size - 1).astype(np.int64)
+
+
+@impl("Resize")
+def _resize(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
+    x = xs[0]
+    a = node.attrs
+    out = x
+    for axis, osz in ((2, a["sizes"][0]), (3, a["sizes"][1])):
+        isz = out.shape[axis]
+        src = resize_source(osz, isz, a["coordinate_transformation_mode"])
+        if a["mode"] == "nearest":
+            out = np.take(out, _nearest_index(src, a["nearest_mode"], isz), axis=axis)
+            continue
+        src = np.clip(src, 0, isz - 1)
+        i0 = np.floor(src).astype(np.int64)
+        i1 = np.minimum(i0 + 1, isz - 1)
+        w = (src - i0).reshape([-1 if d == axis else 1 for d in range(out.ndim)])
+        out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i1, axis=axis) * w
+    return [out]
+
+
 # --------------------------------------------------------------------------- driver
 def run(graph: Graph, feeds: Mapping[str, np.ndarray], *, dtype: Any = np.float64,
         keep: Iterable[str] | bool = (), ) -> dict[str, np.ndarray]:
