@@ -14,7 +14,7 @@ from .ir import Graph
 
 @dataclass
 class EmitOptions:
-    dialect: str = ""          # Caffe dialect ("bvlc", "ceil-mode"); ignored by ONNX
+    dialect: str = ""          # Caffe dialect profile ("bvlc", "bvlc-master", "ceil-mode", "npu"); ignored by ONNX
     opset: int = 13            # ONNX opset
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -25,6 +25,11 @@ Content = Union[bytes, Sequence[Union[bytes, memoryview]]]
 
 
 class Backend(Protocol):
+    """A target.  Optionally also ``native(opts, construct) -> bool`` and
+    ``dialects_with(opts, construct) -> tuple[str, ...]``: what the target's
+    dialect writes natively, asked by passes through
+    :meth:`xconv.passes.PassContext.native` (the Caffe backend's profiles)."""
+
     name: str
 
     def passes(self, opts: EmitOptions) -> list[str]:

@@ -70,6 +70,10 @@ def frontend_opts(args: argparse.Namespace) -> dict[str, Any]:
     for k in ("inputs", "outputs"):
         if getattr(args, k, None):
             opts[k] = [v for v in getattr(args, k).split(",") if v]
+    if getattr(args, "weights", None):
+        opts["weights"] = str(Path(args.weights).resolve())  # absolute: verify may run from elsewhere
+    if getattr(args, "source_dialect", None):
+        opts["source_dialect"] = args.source_dialect
     return opts
 
 
@@ -101,7 +105,8 @@ def cmd_convert(args: argparse.Namespace) -> int:
         from .verify.presets import get as get_preset  # noqa: PLC0415
         graph.meta.extra["preset"] = get_preset(args.preset).to_json()
     name = args.name or model_name(args.model, args.arch)
-    eopts = EmitOptions(dialect=args.dialect or ("bvlc" if args.to == "caffe" else ""), opset=args.opset)
+    dialect = _dialect(args)
+    eopts = EmitOptions(dialect=dialect or ("bvlc" if args.to == "caffe" else ""), opset=args.opset)
     res = convert(graph, args.to, args.output, name, eopts)
     print(f"converted {args.model} ({args.source_fw}) -> {args.to}"
           + (f" [{eopts.dialect}]" if args.to == "caffe" else f" [opset {eopts.opset}]"))
@@ -283,6 +288,45 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     return 0
 
 
+def _caffe_profiles() -> list[str]:
+    from .backends.caffe.dialects import PROFILES  # noqa: PLC0415
+    return list(PROFILES)
+
+
+def _dialect(args: argparse.Namespace) -> str | None:
+    """--dialect, or the profile a --dialect-file describes (registered here)."""
+    if not getattr(args, "dialect_file", None):
+        return args.dialect
+    from .backends.caffe.dialects import load_profile_file  # noqa: PLC0415
+    prof = load_profile_file(args.dialect_file)
+    if args.dialect and args.dialect != prof.name:
+        raise XconvError(f"--dialect {args.dialect} and --dialect-file {args.dialect_file} (profile "
+                         f"'{prof.name}') disagree: give one of them")
+    return prof.name
+
+
+def cmd_lint(args: argparse.Namespace) -> int:
+    from .backends.caffe.lint import format_table, lint  # noqa: PLC0415
+
+    dialect = _dialect(args) or "bvlc"
+    violations = lint(Path(args.prototxt), dialect)
+    print(format_table(violations, dialect))
+    return 1 if violations else 0
+
+
+def cmd_dialects(args: argparse.Namespace) -> int:
+    from .backends.caffe.dialects import PROFILES  # noqa: PLC0415
+
+    for p in PROFILES.values():
+        native = ", ".join(f"{k}->{v}" for k, v in p.native.items()) or "none (stock rewrites)"
+        print(f"{p.name:12} {p.title}")
+        print(f"{'':12} {p.description}")
+        print(f"{'':12} schema {p.schema}; floor pooling: {p.floor_pooling}; native: {native}")
+        for r in p.rules:
+            print(f"{'':12} rule {r.name}: {r.layer} {r.param} - {r.reason}")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
     return run_demo(Path(args.output), atol=args.atol)
@@ -300,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     def src_opts(sp: argparse.ArgumentParser, required_from: bool) -> None:
         sp.add_argument("--from", dest="source_fw", required=required_from,
                         help="source framework: pytorch, tf-slim (checkpoint), tensorflow (.pb/.meta/SavedModel), "
-                             "keras (.h5/.keras), mxnet (-symbol.json + .params)")
+                             "keras (.h5/.keras), mxnet (-symbol.json + .params), onnx, caffe (deploy .prototxt + "
+                             "--weights .caffemodel)")
         sp.add_argument("--arch", help="pytorch state_dict: torchvision:resnet50, efficientnet-lite:efficientnet-lite0 "
                                        "or package.module:factory; tf-slim: e.g. inception_v4 (default: recognised "
                                        "from the checkpoint's variable scopes)")
@@ -315,13 +360,21 @@ def build_parser() -> argparse.ArgumentParser:
                              "Lambda or custom layer (xconv never runs code found in a model file)")
         sp.add_argument("--input-shape", type=_shape, help="N,C,H,W (NCHW even for TensorFlow models; default: the "
                                                        "architecture's own size, or 1,3,224,224)")
+        sp.add_argument("--weights", metavar="FILE.caffemodel",
+                        help="caffe: the trained weights (default: the prototxt's name with .caffemodel)")
+        sp.add_argument("--source-dialect", choices=["bvlc", "bvlc-master", "ceil-mode", "brocolli"],
+                        help="caffe: the Caffe that wrote the files (default: found from the prototxt's fields); "
+                             "decides how a caffemodel's pooling field 13 (round_mode vs ceil_mode) is read")
 
     c = sub.add_parser("convert", help="convert a model", parents=[common])
     c.add_argument("model")
     src_opts(c, True)
     c.add_argument("--to", required=True, choices=["caffe", "onnx"])
     c.add_argument("-o", "--output", default=".", help="output directory (default: current)")
-    c.add_argument("--dialect", choices=["bvlc", "ceil-mode"], help="Caffe dialect (default bvlc = BVLC Caffe 1.0)")
+    c.add_argument("--dialect", choices=_caffe_profiles(),
+                   help="Caffe dialect profile (default bvlc = BVLC Caffe 1.0; `xconv dialects` lists them)")
+    c.add_argument("--dialect-file", metavar="PROFILE.json",
+                   help="your own Caffe dialect profile: a built-in 'base' plus overrides (layer types, rules)")
     c.add_argument("--opset", type=int, default=13, help="ONNX opset (13..21, default 13)")
     c.add_argument("--name", help="output base name (default: from the model file)")
     c.add_argument("--preset", help="evaluation preprocessing preset stored in NAME.xconv.json for verify "
@@ -387,6 +440,16 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("reports", nargs="+", help="JSON files written by `xconv verify --data ... --json`")
     r.add_argument("--html", required=True, help="output HTML file")
     r.set_defaults(fn=cmd_report)
+
+    ln = sub.add_parser("lint", help="check a Caffe prototxt against a dialect profile (exit 1 on violations)",
+                        parents=[common])
+    ln.add_argument("prototxt")
+    ln.add_argument("--dialect", choices=_caffe_profiles(), help="profile to check against (default bvlc)")
+    ln.add_argument("--dialect-file", metavar="PROFILE.json", help="check against your own profile")
+    ln.set_defaults(fn=cmd_lint)
+
+    dl = sub.add_parser("dialects", help="list the Caffe dialect profiles", parents=[common])
+    dl.set_defaults(fn=cmd_dialects)
 
     d = sub.add_parser("demo", help="convert and verify EfficientNet-Lite0 on 20 real ImageNet photos", parents=[common])
     d.add_argument("-o", "--output", default="out/demo")

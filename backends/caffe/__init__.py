@@ -1,15 +1,27 @@
 """Caffe backend: deploy ``.prototxt`` + ``.caffemodel``.
 
-Dialects (``--dialect``):
+Dialects (``--dialect``) are profiles, declared as data in :mod:`.dialects`
+(layer types, schema and fields, how floor pooling is written, which IR
+constructs have a native layer, parameter rules); ``xconv dialects`` lists them:
 
 * ``bvlc`` (default): only the layers and fields of BVLC Caffe's 1.0
   release, the Caffe embedded toolchains were built from.  Pooling always
   rounds up there; floor-mode pooling, asymmetric padding, ReLU6/Clip,
   hard-sigmoid/swish and SiLU are written as exact compositions of stock
-  layers (see :mod:`.emitter` and the passes listed in :meth:`passes`).
-* ``ceil-mode``: BVLC 1.0 plus ``pooling_param.ceil_mode`` (bool, field 13)
-  as the brocolli-caffe fork built by this project reads it; floor-mode
-  pooling is then written directly.
+  layers (see :mod:`.emitter` and the passes listed in :meth:`CaffeBackend.passes`).
+* ``bvlc-master``: 1.0 plus ``round_mode: FLOOR``, ``Clip`` and ``Swish``.
+* ``ceil-mode``: the brocolli-caffe fork built by this project: 1.0 plus
+  ``pooling_param.ceil_mode`` (bool, field 13) and its ``ReLU6``, ``Pad``
+  and ``Permute`` layers (written with the fork's schema, ``brocolli``).
+* ``npu``: stock 1.0 inference layers with NNIE-class restrictions
+  (``Permute`` (0,2,3,1) only, 4-D ``Reshape`` only, no ``Slice``/``Concat``
+  on the batch axis).
+
+A node without an exact form under the chosen profile is a
+:class:`~xconv.errors.BackendError` naming it and the profiles that would
+accept it (tried by emitting it under each).  After emission the prototxt text
+is parsed back with the profile's schema and linted (:mod:`.lint`: layer
+types, fields, rules), so a file outside its dialect is never written.
 
 Files are produced through the project's own protobuf schema (no pycaffe
 needed).  The ``.caffemodel`` is assembled from serialised layer messages
@@ -19,6 +31,7 @@ written at memory speed instead of float by float.
 from __future__ import annotations
 
 import logging
+from typing import Any
 
 import numpy as np
 
@@ -27,12 +40,15 @@ from xconv.errors import BackendError, UnsupportedOpError
 from xconv import wire
 from xconv.ir import Graph
 
-from .emitter import HANDLERS, Emitter
-from .schema import get_schema, to_prototxt
+from .dialects import PROFILES, Profile, get_profile, profiles_with, profiles_with_floor_pooling
+from .emitter import Emitter, supports, unsupported_hint
+from .lint import lint_net, report
+from .schema import get_schema, parse_prototxt, to_prototxt
 
 log = logging.getLogger(__name__)
 
-WRITE_DIALECTS = ("bvlc", "ceil-mode")
+#: The built-in dialects the backend writes (a --dialect-file registers more in dialects.PROFILES).
+WRITE_DIALECTS = tuple(PROFILES)
 
 
 class _Fields:
@@ -61,35 +77,58 @@ class CaffeBackend:
         return ["remove_identity", "lower_adaptive_pool", "normalize_shapes", "fold_slice", "fold_batchnorm",
                 "fuse_pad", "decompose_activations", "legalize_pad", "legalize_pool", "remove_identity"]
 
+    def profile(self, opts: EmitOptions) -> Profile:
+        return get_profile(opts.dialect or "bvlc")
+
     def dialect(self, opts: EmitOptions) -> str:
-        d = opts.dialect or "bvlc"
-        if d not in WRITE_DIALECTS:
-            raise BackendError(f"Caffe dialect '{d}' cannot be written; choose one of {WRITE_DIALECTS}")
-        return d
+        return self.profile(opts).name
+
+    # what the passes ask (xconv.passes.PassContext.native / .dialects_with)
+    def native(self, opts: EmitOptions, construct: str) -> bool:
+        """Whether the dialect writes ``construct`` natively (``floor_pooling`` or a dialects.CONSTRUCTS key)."""
+        p = self.profile(opts)
+        return p.floor_pooling_native if construct == "floor_pooling" else p.has(construct)
+
+    def dialects_with(self, opts: EmitOptions, construct: str) -> tuple[str, ...]:
+        """The other dialects that write ``construct`` natively (for error messages)."""
+        d = self.dialect(opts)
+        return profiles_with_floor_pooling(d) if construct == "floor_pooling" else profiles_with(construct, d)
 
     def check(self, graph: Graph, opts: EmitOptions) -> None:
-        d = self.dialect(opts)
-        missing = [(n.op, n.name) for n in graph.nodes if n.op not in HANDLERS]
+        p = self.profile(opts)
+        missing = [(n.op, n.name) for n in graph.nodes if not supports(p, n.op)]
         if missing:
-            raise UnsupportedOpError("caffe", missing,
-                                     hint=f"these IR ops have no Caffe ({d}) form; convert to ONNX (--to onnx)")
-        # a dry run of the emitter (no serialisation): every node without an exact
-        # form is reported here, all at once, before any file is produced
-        self.build(graph, opts)
+            raise UnsupportedOpError("caffe", missing, hint=unsupported_hint(p, {op for op, _ in missing}))
+        # a dry run of the emitter: every node without an exact form is reported
+        # here, all at once, and the net is linted, before any file is produced
+        S, em = self.build(graph, opts)
+        self.deploy(S, em, p, "net")
 
-    def build(self, graph: Graph, opts: EmitOptions):
-        dialect = self.dialect(opts)
-        S = get_schema(dialect)
+    def build(self, graph: Graph, opts: EmitOptions) -> tuple[Any, Emitter]:
+        """Run the emitter: (the profile's schema, the emitter holding the layers and blobs)."""
+        p = self.profile(opts)
+        S = get_schema(p.schema)
         graph.validate()
-        em = Emitter(graph, S, dialect)
+        em = Emitter(graph, S, p)
         em.run()
         return S, em
 
+    def deploy(self, S: Any, em: Emitter, p: Profile, name: str) -> tuple[Any, str]:
+        """The deploy NetParameter and its prototxt text, read back with the profile's schema
+        and linted: a field, layer type or parameter outside the profile is never written."""
+        net = S.NetParameter(name=name)
+        for lay in em.layers:
+            net.layer.add().CopyFrom(lay.msg)
+        text = to_prototxt(net)
+        bad = lint_net(parse_prototxt(text, p.schema), p)
+        if bad:
+            raise BackendError(f"caffe (dialect '{p.name}'): the emitted net breaks the profile (an xconv bug; "
+                               f"please report it):\n{report(bad, p)}")
+        return net, text
+
     def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, Content]:
         S, em = self.build(graph, opts)
-        deploy = S.NetParameter(name=name)
-        for lay in em.layers:
-            deploy.layer.add().CopyFrom(lay.msg)
+        _, text = self.deploy(S, em, self.profile(opts), name)
         fields = _Fields(S)
         parts: list[wire.Chunk] = [S.NetParameter(name=name).SerializeToString()]
         for lay in em.layers:
@@ -98,7 +137,7 @@ class CaffeBackend:
                 body += wire.nested(fields.layer_blobs, fields.blob(b))
             parts += wire.nested(fields.net_layer, body)
         log.info("caffe: %d layers, %d blobs", len(em.layers), sum(len(x.blobs) for x in em.layers))
-        return {f"{name}.prototxt": to_prototxt(deploy).encode(), f"{name}.caffemodel": parts}
+        return {f"{name}.prototxt": text.encode(), f"{name}.caffemodel": parts}
 
 
 register_backend(CaffeBackend())

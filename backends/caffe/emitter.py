@@ -1,9 +1,16 @@
 """IR -> Caffe layers, one explicit handler per IR op.
 
 Every handler emits the layer(s) and their blobs together, through the
-project's own protobuf schema (:mod:`.schema`) for the chosen dialect.  Only
-layers of BVLC Caffe 1.0 are emitted (:data:`BVLC_LAYER_TYPES`); constructs
-without a direct layer are written as exact compositions of them:
+project's own protobuf schema (:mod:`.schema`) for the chosen dialect profile
+(:mod:`.dialects`).  Only the profile's layer types are emitted (another is an
+internal error); a construct the profile writes natively (``Profile.native``:
+ReLU6/Clip, Swish, Pad, Permute) gets its one layer, and floor pooling is
+written the profile's way (``ceil_mode: false``, ``round_mode: FLOOR``, or the
+stock rewrite below).  Every layer a node produces is checked against the
+profile's parameter rules at once; a node without an exact form is reported
+with the profiles that would accept it, found by emitting that node under
+each of them (:meth:`Emitter.accepting`).  Without a native layer, constructs
+are written as exact compositions of stock BVLC 1.0 layers:
 
 * ``Min(x, c)`` = ``-max(-x, -c)``: Power(scale=-1) (negation is exact),
   a constant blob made by Power(scale=0, shift=-c) from the same tensor
@@ -20,6 +27,9 @@ without a direct layer are written as exact compositions of them:
 * a channel-shared PReLU: its slope blob is 0-d, as Caffe's layer creates it.
 * a pooling whose Caffe output would be one window longer than the IR's
   (no padding, stride > kernel): Pooling + Slice, the surplus Silenced.
+* under a profile that prefers it (``npu``): a Reshape to (N, C*H*W) is a
+  Flatten, and a Flatten(axis=1) whose only consumers are InnerProducts is
+  left out (InnerProduct flattens its 4-D bottom itself, in the same order).
 
 Layer names are IR node names; blob (top) names are IR tensor names, so a
 Caffe net's blobs line up with the IR reference for divergence search.
@@ -27,27 +37,49 @@ Caffe net's blobs line up with the IR reference for divergence search.
 from __future__ import annotations
 
 import logging
+import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
 import numpy as np
 
-from xconv.errors import BackendError, UnsupportedOpError
+from xconv.errors import BackendError, UnsupportedOpError, XconvError
 from xconv.ir import Graph, Node
 
 from xconv.ops import pool_out
 from xconv.passes.legalize_pool import caffe_pool_out
 
-from .schema import CaffeSchema
+from .dialects import PROFILES, Profile, get_profile
+from .schema import CaffeSchema, get_schema
+from . import resize_plan
 
 log = logging.getLogger(__name__)
 
-#: The layer types of BVLC Caffe 1.0's registry that this backend may emit.
-BVLC_LAYER_TYPES = frozenset({
-    "Input", "Convolution", "Pooling", "InnerProduct", "BatchNorm", "Scale", "Bias", "ReLU", "Sigmoid",
-    "TanH", "ELU", "PReLU", "Softmax", "Eltwise", "Concat", "Slice", "Silence", "Flatten", "Reshape",
-    "Power", "Exp", "AbsVal", "Split",
-})
+#: The layer types of the ``bvlc`` profile (BVLC Caffe 1.0's deploy layers).
+BVLC_LAYER_TYPES = get_profile("bvlc").layer_types
+
+#: IR ops whose handler writes only a native layer: such an op is supported under a
+#: profile only when the profile has one of these constructs (dialects.CONSTRUCTS).
+NEEDS: dict[str, tuple[str, ...]] = {"Transpose": ("transpose",), "Silu": ("silu",), "Clip": ("relu6", "clip")}
+
+
+def supports(profile: Profile, op: str) -> bool:
+    """Whether ``op`` has a handler that can write it under ``profile``."""
+    if op not in HANDLERS:
+        return False
+    need = NEEDS.get(op)
+    return need is None or any(profile.has(c) for c in need)
+
+
+def unsupported_hint(profile: Profile, ops: set[str]) -> str:
+    """What to do about IR ops without a form under ``profile``: other profiles, or ONNX."""
+    lines = [f"these IR ops have no Caffe ({profile.name}) form"]
+    for op in sorted(ops):
+        others = [p.name for p in PROFILES.values() if p.name != profile.name and supports(p, op)]
+        if others:
+            lines.append(f"  {op}: written natively by dialect(s) {', '.join(others)} (--dialect {others[0]})")
+    lines.append("or convert to ONNX (--to onnx)")
+    return "\n".join(lines)
 
 EltSUM, EltPROD, EltMAX = 1, 0, 2  # EltwiseParameter.EltwiseOp values (PROD=0, SUM=1, MAX=2)
 
@@ -59,11 +91,13 @@ class Layer:
 
 
 class Emitter:
-    def __init__(self, graph: Graph, schema: CaffeSchema, dialect: str) -> None:
+    def __init__(self, graph: Graph, schema: CaffeSchema, profile: Profile | str) -> None:
         self.g = graph
         self.S = schema
-        self.dialect = dialect
+        self.profile = get_profile(profile)
+        self.dialect = self.profile.name
         self.layers: list[Layer] = []
+        self.aliases: dict[str, str] = {}  # IR tensors not written as blobs -> the blob that stands for them
         self.layer_names: set[str] = set()
         self.blob_names: set[str] = set(graph.types) | set(graph.inputs)
         self.silenced: list[str] = []
@@ -80,8 +114,10 @@ class Emitter:
 
     def layer(self, type_: str, name: str, bottoms: list[str], tops: list[str],
               blobs: list[np.ndarray] | None = None) -> Any:
-        if type_ not in BVLC_LAYER_TYPES:
-            raise BackendError(f"internal: layer type {type_} is not a BVLC 1.0 layer")
+        if type_ not in self.profile.layer_types:
+            raise XconvError(f"internal error: layer '{name}' of type {type_} is not in dialect '{self.dialect}' "
+                             "(a handler ignored the profile); please report it")
+        bottoms = [self.blob(b) for b in bottoms]
         lname, i = name, 1
         while lname in self.layer_names:
             lname = f"{name}_{i}"
@@ -91,6 +127,17 @@ class Emitter:
         # np.asarray, not np.ascontiguousarray: the latter turns a 0-d blob (PReLU channel_shared) into [1]
         self.layers.append(Layer(msg, [np.asarray(b, dtype=np.float32, order="C") for b in (blobs or [])]))
         return msg
+
+    def blob(self, t: str) -> str:
+        """The Caffe blob holding IR tensor ``t``."""
+        return self.aliases.get(t, t)
+
+    def consumers(self, t: str) -> list[Node]:
+        return [n for n in self.g.nodes if t in n.inputs]
+
+    def violations(self, msg: Any) -> list[str]:
+        """Why a LayerParameter breaks the profile's parameter rules (empty: it keeps them)."""
+        return [why for _, why in self.profile.rule_violations(msg)]
 
     def shape(self, t: str) -> tuple[int, ...]:
         if t in self.derived_shapes:
@@ -163,23 +210,56 @@ class Emitter:
         for name, t in self.g.inputs.items():
             m = self.layer("Input", name, [], [name])
             m.input_param.shape.add().dim.extend(t.shape)
-        missing = [(n.op, n.name) for n in self.g.nodes if n.op not in HANDLERS]
+        missing = [(n.op, n.name) for n in self.g.nodes if not supports(self.profile, n.op)]
         if missing:
-            raise UnsupportedOpError("caffe", missing,
-                                     hint=f"these IR ops have no Caffe ({self.dialect}) form; try --to onnx")
+            raise UnsupportedOpError("caffe", missing, hint=unsupported_hint(self.profile, {op for op, _ in missing}))
         problems: list[str] = []
+        accepted: set[str] = set()
         for n in self.g.nodes:
-            try:
-                HANDLERS[n.op](self, n)
-            except BackendError as err:  # keep going: report every node at once
-                problems.append(str(err))
+            err = self.emit_node(n)
+            if err is not None:  # keep going: report every node at once
+                others = self.accepting(n)
+                accepted |= set(others)
+                problems.append(err + (f" [exact in dialect(s): {', '.join(others)}]" if others else ""))
         if problems:
+            way = [f"--dialect {d}" for d in PROFILES if d in accepted]
             raise BackendError(
-                f"caffe (dialect '{self.dialect}'): {len(problems)} node(s) have no exact form in stock "
-                "Caffe layers:\n" + "\n".join(f"  {p}" for p in problems)
-                + "\nconvert to ONNX instead (--to onnx), or change these nodes in the source model")
+                f"caffe (dialect '{self.dialect}', {self.profile.title}): {len(problems)} node(s) have no exact "
+                "form under this dialect:\n" + "\n".join(f"  {p}" for p in problems)
+                + "\n" + (f"convert with {' or '.join(way)}, " if way else "")
+                + "convert to ONNX instead (--to onnx), or change these nodes in the source model")
         if self.silenced:
             self.layer("Silence", "xconv_silence", list(self.silenced), [])
+
+    def emit_node(self, n: Node) -> str | None:
+        """Write node ``n``'s layers; None, or why it has no exact form under the profile
+        (its handler refused, or a layer it wrote breaks one of the profile's rules)."""
+        start = len(self.layers)
+        try:
+            HANDLERS[n.op](self, n)
+            bad = [f"layer '{lay.msg.name}' ({lay.msg.type}): {why}"
+                   for lay in self.layers[start:] for why in self.violations(lay.msg)]
+            if bad:
+                raise BackendError(f"{n.where()}: " + "; ".join(bad))
+        except BackendError as err:
+            return str(err)
+        return None
+
+    def accepting(self, n: Node) -> tuple[str, ...]:
+        """The other profiles under which node ``n`` alone has an exact form (tried, not assumed)."""
+        out = []
+        for p in PROFILES.values():
+            if p.name == self.profile.name or not supports(p, n.op):
+                continue
+            trial = Emitter(self.g, get_schema(p.schema), p)
+            trial.aliases = dict(self.aliases)
+            try:
+                ok = trial.emit_node(n) is None
+            except XconvError:
+                ok = False
+            if ok:
+                out.append(p.name)
+        return tuple(out)
 
 
 Handler = Callable[[Emitter, Node], None]
@@ -271,9 +351,9 @@ def _pool_common(e: Emitter, n: Node, method: int) -> None:
         raise BackendError(f"{n.where()}: asymmetric pooling pads reached the Caffe backend "
                            "(the legalize_pool pass rewrites them)")
     ceil = a["ceil_mode"]
-    if not ceil and e.dialect not in ("ceil-mode", "brocolli"):
+    if not ceil and not e.profile.floor_pooling_native:
         raise BackendError(f"{n.where()}: floor-mode pooling has no field in dialect '{e.dialect}' "
-                           "(legalize_pool emulates it; dialect 'ceil-mode' writes ceil_mode: false)")
+                           "(the legalize_pool pass rewrites it with stock layers)")
     if n.op == "AveragePool" and not a["count_include_pad"] and (t or l):
         raise BackendError(f"{n.where()}: Caffe average pooling counts padding; "
                            "legalize_pool rewrites count_include_pad=False")
@@ -292,7 +372,10 @@ def _pool_common(e: Emitter, n: Node, method: int) -> None:
     _hw(p, "stride", (sh, sw), 1, "stride")
     _hw(p, "pad", (t, l), 0, "pad")
     if not ceil:
-        p.ceil_mode = False
+        if e.profile.floor_pooling == "round_mode":
+            p.round_mode = _enum(p, "round_mode", "FLOOR")  # BVLC master
+        else:
+            p.ceil_mode = False                              # the forks
     if (ch, cw) != (oh, ow):
         # Caffe keeps a trailing window that starts past the input when nothing is padded
         cur = pooled
@@ -372,6 +455,42 @@ def _sqrt(e: Emitter, n: Node) -> None:
 @handler("Neg")
 def _neg(e: Emitter, n: Node) -> None:
     e.power(n.inputs[0], n.outputs[0], n.name, scale=-1.0)
+
+
+def _enum(msg: Any, field_name: str, value: str) -> int:
+    """The number of enum value ``value`` of ``msg``'s field (from the dialect's schema)."""
+    return msg.DESCRIPTOR.fields_by_name[field_name].enum_type.values_by_name[value].number
+
+
+@handler("Clip")
+def _clip(e: Emitter, n: Node) -> None:
+    """A native clip (decompose_activations keeps a Clip only where the profile has one):
+    ReLU6 (the fork: min(max(x, 0) + 0 * min(x, 0), t)) or Clip (BVLC master: max(lo, min(x, hi)))."""
+    lo, hi = n.attrs["min"], n.attrs["max"]
+    x, out = n.inputs[0], n.outputs[0]
+    if lo == 0.0 and math.isfinite(hi) and e.profile.native_layer("relu6") == "ReLU6":
+        m = e.layer("ReLU6", n.name, [x], [out])
+        if hi != 6.0:
+            m.relu6_param.threshold = hi
+        return
+    clip = e.profile.native_layer("clip") or e.profile.native_layer("relu6")
+    if clip == "Clip" and math.isfinite(lo) and math.isfinite(hi) and (lo == 0.0 or e.profile.has("clip")):
+        m = e.layer("Clip", n.name, [x], [out])
+        m.clip_param.min = lo
+        m.clip_param.max = hi
+        return
+    raise BackendError(f"{n.where()}: Clip({lo}, {hi}) has no native layer in dialect '{e.dialect}' "
+                       "(the decompose_activations pass writes it with stock layers)")
+
+
+@handler("Silu")
+def _silu(e: Emitter, n: Node) -> None:
+    """x * sigmoid(x): BVLC master's Swish (beta 1)."""
+    lt = e.profile.native_layer("silu")
+    if lt is None:
+        raise BackendError(f"{n.where()}: SiLU has no native layer in dialect '{e.dialect}' "
+                           "(the decompose_activations pass writes it as x * Sigmoid(x))")
+    e.layer(lt, n.name, [n.inputs[0]], [n.outputs[0]])
 
 
 # --------------------------------------------------------------------------- binary
@@ -582,10 +701,20 @@ def _slice(e: Emitter, n: Node) -> None:
     e.slice_out(n.inputs[0], ax, n.attrs["start"], n.attrs["end"], n.outputs[0], n.name)
 
 
+def _feeds_only_inner_products(e: Emitter, t: str) -> bool:
+    users = e.consumers(t)
+    return t not in e.g.outputs and bool(users) and all(u.op == "Gemm" and u.inputs[0] == t and t not in u.inputs[1:]
+                                                        for u in users)
+
+
 @handler("Flatten")
 def _flatten(e: Emitter, n: Node) -> None:
-    m = e.layer("Flatten", n.name, [n.inputs[0]], [n.outputs[0]])
     ax = n.attrs["axis"] % max(1, e.g.type_of(n.inputs[0]).rank)
+    if ax == 1 and e.profile.flatten_into_inner_product and _feeds_only_inner_products(e, n.outputs[0]):
+        # InnerProduct (axis 1) flattens a 4-D bottom itself, in the same C, H, W order
+        e.aliases[n.outputs[0]] = e.blob(n.inputs[0])
+        return
+    m = e.layer("Flatten", n.name, [n.inputs[0]], [n.outputs[0]])
     if ax != 1:
         m.flatten_param.axis = ax
 
@@ -596,8 +725,69 @@ def _reshape(e: Emitter, n: Node) -> None:
     xs = e.shape(n.inputs[0])
     if shape and xs and shape[0] == xs[0]:
         shape[0] = 0  # "copy the batch dimension": the net still reshapes to other batch sizes
+    probe = e.S.LayerParameter(name=n.name, type="Reshape")
+    probe.reshape_param.shape.dim.extend(shape)
+    if e.violations(probe) and len(xs) > 1 and tuple(n.attrs["shape"]) == (xs[0], int(np.prod(xs[1:]))):
+        e.layer("Flatten", n.name, [n.inputs[0]], [n.outputs[0]])  # the same tensor, written the allowed way
+        return
     m = e.layer("Reshape", n.name, [n.inputs[0]], [n.outputs[0]])
     m.reshape_param.shape.dim.extend(shape)
+
+
+@handler("Transpose")
+def _transpose(e: Emitter, n: Node) -> None:
+    """The fork's (SSD's) Permute: top[i...] = bottom[i permuted by order], any rank."""
+    lt = e.profile.native_layer("transpose")
+    if lt is None:
+        raise BackendError(f"{n.where()}: Transpose has no layer in dialect '{e.dialect}'")
+    perm = [int(p) for p in n.attrs["perm"]]
+    probe = e.S.LayerParameter(name=n.name, type=lt)
+    probe.permute_param.order.extend(perm)
+    xs = e.shape(n.inputs[0])
+    moved = [p for p in perm if xs[p] != 1]
+    if e.violations(probe) and moved == sorted(moved):
+        # only size-1 axes move: the same memory order, so a Reshape writes the same tensor
+        out = [xs[p] for p in perm]
+        m = e.layer("Reshape", n.name, [n.inputs[0]], [n.outputs[0]])
+        m.reshape_param.shape.dim.extend([0 if perm[0] == 0 else out[0]] + out[1:])
+        return
+    m = e.layer(lt, n.name, [n.inputs[0]], [n.outputs[0]])
+    m.permute_param.order.extend(perm)
+
+
+_PAD_TYPES = {"constant": "CONSTANT", "edge": "REPLICATE", "reflect": "REFLECT"}
+
+
+@handler("Pad")
+def _pad(e: Emitter, n: Node) -> None:
+    """The fork's Pad layer (pad_u/d/l/r of an NCHW blob; CONSTANT pad_value, REPLICATE, REFLECT).
+    legalize_pad crops negative pads first: the layer handles only all-negative pads, and a
+    mix would write outside its top blob.  REFLECT mirrors without the edge and reads only
+    inside the map, so each pad must be smaller than the map's side."""
+    lt = e.profile.native_layer("pad")
+    if lt is None:
+        raise BackendError(f"{n.where()}: Pad has no layer in dialect '{e.dialect}' "
+                           "(the legalize_pad pass writes zero padding with stock layers)")
+    t, l, b, r = n.attrs["pads"]
+    mode = n.attrs["mode"]
+    _, _, h, w = e.shape(n.inputs[0])
+    if min(t, l, b, r) < 0:
+        raise BackendError(f"{n.where()}: negative pads {n.attrs['pads']} reached the Caffe backend "
+                           "(the legalize_pad pass crops them with Slice first)")
+    if mode not in _PAD_TYPES:
+        raise BackendError(f"{n.where()}: padding mode '{mode}' has no form in the Pad layer")
+    if mode == "reflect" and (max(t, b) >= h or max(l, r) >= w):
+        raise BackendError(f"{n.where()}: reflect padding {n.attrs['pads']} of a {h}x{w} map: pads must be "
+                           "smaller than the map (a single reflection)")
+    m = e.layer(lt, n.name, [n.inputs[0]], [n.outputs[0]])
+    p = m.pad_param
+    if mode != "constant":
+        p.pad_type = _enum(p, "pad_type", _PAD_TYPES[mode])
+    for f, v in (("pad_u", t), ("pad_d", b), ("pad_l", l), ("pad_r", r)):
+        if v:
+            setattr(p, f, v)
+    if mode == "constant" and n.attrs["value"] != 0.0:
+        p.pad_value = n.attrs["value"]
 
 
 @handler("ChannelShuffle")
@@ -612,3 +802,115 @@ def _shuffle(e: Emitter, n: Node) -> None:
     cg = c // g
     order = [singles[j * cg + k] for k in range(cg) for j in range(g)]
     e.layer("Concat", n.name, order, [n.outputs[0]])
+
+
+# --------------------------------------------------------------------------- LRN / Resize
+# (LRN -> Caffe LRN; Resize -> a fixed-weight Deconvolution, proven per node by resize_plan)
+def _lrn_band(channels: int, size: int) -> np.ndarray:
+    """(C, C, 1, 1) 0/1 weights: output channel c sums the IR LRN window [c - (size-1)//2, c + size//2]."""
+    d = np.arange(channels)[None, :] - np.arange(channels)[:, None]
+    return ((d >= -((size - 1) // 2)) & (d <= size // 2)).astype(np.float32).reshape(channels, channels, 1, 1)
+
+
+@handler("LRN")
+def _lrn(e: Emitter, n: Node) -> None:
+    """Caffe's ACROSS_CHANNELS LRN is the IR's for an odd size (lrn_layer.cpp: scale = k +
+    alpha/size * sum of squares over [c - (size-1)/2, c + (size-1)/2], y = x * scale^-beta).
+    The layer refuses even sizes (CHECK_EQ(size % 2, 1)), whose IR window [c - size/2 + 1,
+    c + size/2] is not centred: those are the same formula in stock layers -- Power(2),
+    the window sum as a 1x1 Convolution with a 0/1 band matrix (products by 1 and 0 are
+    exact), Power(shift=k, scale=alpha/size, power=-beta), Eltwise PROD with x."""
+    a = n.attrs
+    x, out = n.inputs[0], n.outputs[0]
+    if a["size"] % 2:
+        m = e.layer("LRN", n.name, [x], [out])
+        p = m.lrn_param
+        p.local_size = a["size"]
+        p.alpha = a["alpha"]
+        p.beta = a["beta"]
+        p.k = a["bias"]
+        return
+    c = e.shape(x)[1]
+    sq = e.power(x, e.fresh_blob(f"{n.name}/square"), f"{n.name}/square", power=2.0)
+    acc = e.fresh_blob(f"{n.name}/window_sum")
+    m = e.layer("Convolution", f"{n.name}/window_sum", [sq], [acc], [_lrn_band(c, a["size"])])
+    m.convolution_param.num_output = c
+    m.convolution_param.bias_term = False
+    m.convolution_param.kernel_size.append(1)
+    e.derived_shapes[acc] = e.shape(x)
+    inv = e.power(acc, e.fresh_blob(f"{n.name}/inv_scale"), f"{n.name}/inv_scale",
+                  scale=a["alpha"] / a["size"], shift=a["bias"], power=-a["beta"])
+    e.eltwise(EltPROD, [x, inv], out, n.name)
+
+
+def _replicate_border(e: Emitter, x: str, axis: int, name: str) -> str:
+    """x with its first and last row (axis 2) or column (axis 3) repeated once: Slice + Concat."""
+    shape = e.shape(x)
+    size = shape[axis]
+    if size == 1:
+        first = last = x
+    else:
+        first, last = e.fresh_blob(f"{name}/first"), e.fresh_blob(f"{name}/last")
+        tops = [first, last]
+        points = [1]
+        if size > 2:
+            mid = e.fresh_blob(f"{name}/mid")
+            tops = [first, mid, last]
+            points = [1, size - 1]
+            e.silence([mid])
+        m = e.layer("Slice", f"{name}/border", [x], tops)
+        m.slice_param.axis = axis
+        m.slice_param.slice_point.extend(points)
+    out = e.fresh_blob(f"{name}/edge")
+    m = e.layer("Concat", f"{name}/edge", [first, x, last], [out])
+    m.concat_param.axis = axis
+    grown = list(shape)
+    grown[axis] += 2
+    e.derived_shapes[out] = tuple(grown)
+    return out
+
+
+@handler("Resize")
+def _resize(e: Emitter, n: Node) -> None:
+    """Integer upsampling as a grouped Deconvolution with fixed weights (one per channel):
+    nearest copies (weights 1), bilinear uses the interpolation weights, with the border
+    pixel replicated first where the source clamps to the edge (half_pixel) and the
+    surplus sliced off.  resize_plan derives the layer parameters and proves, for this
+    node's sizes, that the composed map equals the IR's."""
+    x = n.inputs[0]
+    nb, c, h, w = e.shape(x)
+    oh, ow = n.attrs["sizes"]
+    plans = resize_plan.plan(n.attrs, (h, w), (oh, ow))
+    if plans is None:
+        a = n.attrs
+        kind = a["mode"] + (f"/{a['nearest_mode']}" if a["mode"] == "nearest" else "")
+        raise BackendError(
+            f"{n.where()}: Resize {kind} ({a['coordinate_transformation_mode']}) from {h}x{w} to {oh}x{ow} "
+            f"has no exact stock-Caffe form: {resize_plan.why_not(a, (h, w), (oh, ow))}. Caffe writes integer "
+            "upsampling (output = k * input; with align_corners, (input - 1) * k + 1) as a Deconvolution: "
+            "resize by such a factor in the source model")
+    ph, pw = plans
+    src = x
+    if ph.edge:
+        src = _replicate_border(e, src, 2, f"{n.name}/pad_h")
+    if pw.edge:
+        src = _replicate_border(e, src, 3, f"{n.name}/pad_w")
+    up = n.outputs[0] if not (ph.crops or pw.crops) else e.fresh_blob(f"{n.name}/deconv")
+    kernel = np.outer(ph.kernel, pw.kernel).astype(np.float32)  # one rounding per weight
+    blob = np.broadcast_to(kernel, (c, 1) + kernel.shape)
+    m = e.layer("Deconvolution", n.name, [src], [up], [blob])
+    p = m.convolution_param
+    p.num_output = c
+    p.group = c
+    p.bias_term = False
+    _hw(p, "kernel", (len(ph.kernel), len(pw.kernel)), -1, "kernel_size")
+    _hw(p, "stride", (ph.stride, pw.stride), 1, "stride")
+    _hw(p, "pad", (ph.pad, pw.pad), 0, "pad")
+    e.derived_shapes[up] = (nb, c, ph.length, pw.length)
+    if ph.crops:
+        nxt = n.outputs[0] if not pw.crops else e.fresh_blob(f"{n.name}/crop_h")
+        e.slice_raw(up, 2, ph.length, ph.keep[0], ph.keep[1], nxt, f"{n.name}/crop_h")
+        e.derived_shapes[nxt] = (nb, c, oh, pw.length)
+        up = nxt
+    if pw.crops:
+        e.slice_raw(up, 3, pw.length, pw.keep[0], pw.keep[1], n.outputs[0], f"{n.name}/crop_w")

@@ -413,3 +413,55 @@ def _reduce(node: Node, ctx: ModelContext) -> Lowering:
         em.add(node.op, node.inputs[:1], node.outputs, axes=axes, keepdims=keep)
     return em.done()
 
+
+
+# --------------------------------------------------------------------------- normalisation / resampling
+def lrn_window_matrix(channels: int, size: int) -> np.ndarray:
+    """(C, C) 0/1 matrix: row c selects the IR LRN window [c - (size-1)//2, c + size//2]."""
+    c = np.arange(channels)
+    d = c[None, :] - c[:, None]
+    return ((d >= -((size - 1) // 2)) & (d <= size // 2)).astype(np.float32)
+
+
+@_handler("LRN")
+def _lrn(node: Node, ctx: ModelContext) -> Lowering:
+    """ONNX LRN is the IR op (the same window [c - (size-1)//2, c + size//2] and alpha / size).
+
+    onnxruntime (1.31) refuses an even size (``size_ % 2 == 1`` in its kernel), although the
+    ONNX spec defines it; an even size is written as the same formula in elementary ops:
+    the window sum of squares as a 1x1 Conv with a 0/1 band matrix (exact: products by 1
+    and 0), then ``x / (bias + alpha/size * sum) ^ beta``."""
+    a = node.attrs
+    if a["size"] % 2:
+        return _same_op("LRN", node, ctx, size=a["size"], alpha=a["alpha"], beta=a["beta"], bias=a["bias"])
+    em = Emitter(ctx, node)
+    x = node.inputs[0]
+    c = ctx.type_of(x).shape[1]
+    band = em.const("window", lrn_window_matrix(c, a["size"]).reshape(c, c, 1, 1).astype(ctx.type_of(x).dtype))
+    sq = em.add("Mul", [x, x], role="square")[0]
+    acc = em.add("Conv", [sq, band], role="window_sum", kernel_shape=[1, 1])[0]
+    scaled = em.add("Mul", [acc, em.scalar("alpha_over_size", a["alpha"] / a["size"], x)], role="scale")[0]
+    base = em.add("Add", [scaled, em.scalar("bias", a["bias"], x)], role="shift")[0]
+    den = em.add("Pow", [base, em.scalar("beta", a["beta"], x)], role="power")[0]
+    em.add("Div", [x, den], node.outputs)
+    return em.done()
+
+
+@_handler("Resize")
+def _resize(node: Node, ctx: ModelContext) -> Lowering:
+    """ONNX Resize (opset 13 and later: ``roi`` and ``scales`` may be empty) with the
+    ``sizes`` input: the IR's output size given exactly, the scale then being
+    ``sizes / input`` per axis as in the IR (a ``scales`` input would make a runtime
+    compute the size as ``floor(input * scale)`` in float).  ``nearest_mode`` is written
+    only for nearest; ``cubic_coeff_a``/``exclude_outside``/``extrapolation_value`` do not
+    apply to these modes, and opset 18's ``antialias``/``axes``/``keep_aspect_ratio_policy``
+    keep their defaults (no antialiasing, all axes, sizes taken as given)."""
+    em = Emitter(ctx, node)
+    a = node.attrs
+    n, c, _, _ = ctx.type_of(node.inputs[0]).shape
+    sizes = em.ints("sizes", [n, c, *a["sizes"]])
+    attrs: dict[str, Any] = dict(mode=a["mode"], coordinate_transformation_mode=a["coordinate_transformation_mode"])
+    if a["mode"] == "nearest":
+        attrs["nearest_mode"] = a["nearest_mode"]
+    em.add("Resize", [node.inputs[0], "", "", sizes], node.outputs, **attrs)
+    return em.done()

@@ -70,6 +70,26 @@ def _max_pool_with_indices(b: Builder, call: Call) -> Any:
     return out, Unavailable("the indices output of max pooling")
 
 
+def _upsample(mode: str, aten_op: str) -> Handler:
+    """aten::upsample_*2d(input, output_size, [align_corners,] scale_factors | scales_h, scales_w):
+    probed through the aten op itself (see handlers.emit_resize)."""
+    def handler(b: Builder, call: Call) -> Any:
+        x = tensor_in(b, call, call.args[0])
+        rest = [a.value if isinstance(a, ConstTensor) else a for a in call.args[1:]]
+        align_corners = rest[1] if mode == "bilinear" and len(rest) > 1 else None
+        fn = getattr(torch.ops.aten, aten_op)
+
+        def op(t: torch.Tensor, size: tuple[int, int] | None) -> torch.Tensor:
+            args = list(rest)
+            if size is not None:
+                args[0] = list(size)
+            return fn(t, *args)
+        scales = rest[2:] if mode == "bilinear" else rest[1:]
+        hint = _handlers.SCALE_STEP_HINT if any(v is not None for v in scales) else ""
+        return _handlers.emit_resize(b, call, x, mode, align_corners, rest[0] if rest else None, op, hint)
+    return handler
+
+
 def _build_aten() -> dict[str, Handler]:
     table: dict[str, Handler] = {}
 
@@ -128,6 +148,9 @@ def _build_aten() -> dict[str, Handler]:
     add("constant_pad_nd", _via(F.pad, ("input", "pad", "value")))
     add("reflection_pad2d", _via(F.pad, ("input", "pad"), mode="reflect"))
     add("replication_pad2d", _via(F.pad, ("input", "pad"), mode="replicate"))
+    add("upsample_nearest2d", _upsample("nearest", "upsample_nearest2d"))
+    add("_upsample_nearest_exact2d", _upsample("nearest-exact", "_upsample_nearest_exact2d"))
+    add("upsample_bilinear2d", _upsample("bilinear", "upsample_bilinear2d"))
     return table
 
 
@@ -217,6 +240,10 @@ class _Walker:
         self.source_file = source_file
         self.env: dict[int, Any] = {}
         self.bad: list[tuple[str, str]] = []
+        # scan only: unsupported ops met only inside branches whose condition the scan cannot
+        # decide (it explores both); the conversion walk decides them and names any it reaches
+        self.maybe_bad: list[tuple[str, str]] = []
+        self.speculative = 0
         self.index = 0
 
     # ------------------------------------------------------------ values
@@ -298,7 +325,12 @@ class _Walker:
             for o in outs:  # NumToTensor & co. wrap scalars: still scalars here
                 self.put(o, _sym_for(o) if kind in _STRUCTURAL else UNKNOWN)
             return
-        val = PY[kind](*ins)
+        try:
+            val = PY[kind](*ins)
+        except (TypeError, ValueError, IndexError, KeyError, ZeroDivisionError):
+            if self.b is not None or not self.speculative:
+                raise
+            val = UNKNOWN  # a branch the conversion may never take (len(None) where size is None)
         if outs:
             self.put(outs[0], val)
 
@@ -339,8 +371,12 @@ class _Walker:
         if isinstance(cond, _Sym):
             if self.b is not None:
                 raise XconvError(f"pytorch: condition at {self._loc(node)} is not known at conversion time")
-            for blk in blocks:  # scan both branches
-                self.run_block(blk)
+            self.speculative += 1
+            try:
+                for blk in blocks:  # scan both branches
+                    self.run_block(blk)
+            finally:
+                self.speculative -= 1
             for o in outs:
                 self.put(o, _sym_for(o))
             return
@@ -385,7 +421,7 @@ class _Walker:
         handler = ATEN.get(kind)
         if self.b is None:  # scan
             if handler is None:
-                self.bad.append((kind, self._loc(node).node_name))
+                (self.maybe_bad if self.speculative else self.bad).append((kind, self._loc(node).node_name))
             for o in outs:
                 self.put(o, _sym_for(o))
             return
@@ -408,7 +444,8 @@ class _Walker:
         op = kind.split("::", 1)[1]
         if not kind.startswith("aten::") or op not in _FOLDABLE:
             if self.b is None:
-                self.bad.append((kind + " (on constants)", self._loc(node).node_name))
+                (self.maybe_bad if self.speculative else self.bad).append(
+                    (kind + " (on constants)", self._loc(node).node_name))
                 for o in outs:
                     self.put(o, UNKNOWN)
                 return
@@ -437,6 +474,9 @@ def capture(module: torch.jit.ScriptModule, input_shape: tuple[int, ...], b: Bui
     if scan.bad:
         raise UnsupportedOpError(FRAMEWORK, scan.bad, hint=(
             "Every unsupported TorchScript op is listed above; supported: xconv.frontends.pytorch.supported_ops()."))
+    if scan.maybe_bad:
+        log.info("pytorch: unsupported ops in branches decided during conversion (an error if reached): %s",
+                 sorted({k for k, _ in scan.maybe_bad}))
 
     walker = _Walker(b, b.source_file)
     walker.put(inputs[0], _ModuleRef(module, ""))

@@ -11,12 +11,16 @@ from __future__ import annotations
 import logging
 import math
 import operator
-from typing import Any, Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
+
+from xconv.ir import Node as IRNode, SourceLoc
+from xconv.ops import make_attrs
+from xconv.reference import IMPLS as REFERENCE
 
 from .core import (Builder, Call, ConstTensor, TensorRef, Unavailable, check_rank, is_number, norm_axis,
                    on_function, on_method, on_module, on_named_function, pair, resolve_shape, tensor_in)
@@ -855,3 +859,150 @@ def _mean(b: Builder, call: Call) -> Any:
 
 on_function(torch.mean)(_mean)
 on_method("mean")(_mean)
+
+
+# =========================================================================== LRN
+def emit_lrn(b: Builder, call: Call, x: TensorRef, size: Any, alpha: Any, beta: Any, k: Any) -> TensorRef:
+    """PyTorch's local_response_norm: x / (k + alpha/size * sum of squares)^beta over the channel
+    window [c - size//2, c + (size-1)//2] (it pads size//2 in front, (size-1)//2 behind).  For an
+    odd size that is the IR's window [c - (size-1)//2, c + size//2]; an even size is one channel
+    off it, so it is refused rather than shifted."""
+    check_rank(b, call, x, 4)
+    size = int(size)
+    if size < 1:
+        raise call.unsupported(f"local response norm with size={size}")
+    if size % 2 == 0:
+        h = size // 2
+        raise call.unsupported(
+            f"local response norm with an even size ({size})",
+            f"PyTorch sums channels [c-{h}, c+{h - 1}], one channel off the window [c-{h - 1}, c+{h}] of "
+            "ONNX/Caffe LRN (the IR op); use an odd size")
+    return b.emit("LRN", [x], call, dict(size=size, alpha=float(alpha), beta=float(beta), bias=float(k)))
+
+
+@on_module(nn.LocalResponseNorm)
+def _lrn_module(b: Builder, call: Call) -> Any:
+    m = call.module
+    assert isinstance(m, nn.LocalResponseNorm)
+    return emit_lrn(b, call, tensor_in(b, call, call.arg(0, "input")), m.size, m.alpha, m.beta, m.k)
+
+
+@on_function(F.local_response_norm)
+def _lrn_fn(b: Builder, call: Call) -> Any:
+    return emit_lrn(b, call, tensor_in(b, call, call.arg(0, "input")), call.arg(1, "size"),
+                    call.arg(2, "alpha", 1e-4), call.arg(3, "beta", 0.75), call.arg(4, "k", 1.0))
+
+
+# =========================================================================== resize
+#: PyTorch interpolation modes -> the IR Resize encodings that may express them, in order
+#: (bilinear by align_corners).  Which one does is decided per node by probing (emit_resize).
+_RESIZE_ENCODINGS: dict[tuple[str, bool], tuple[dict[str, str], ...]] = {
+    ("nearest", False): (dict(mode="nearest", coordinate_transformation_mode="asymmetric", nearest_mode="floor"),),
+    ("nearest-exact", False): (dict(mode="nearest", coordinate_transformation_mode="half_pixel",
+                                    nearest_mode="round_prefer_ceil"),),
+    ("bilinear", False): (dict(mode="linear", coordinate_transformation_mode="half_pixel"),
+                          dict(mode="linear", coordinate_transformation_mode="pytorch_half_pixel")),
+    ("bilinear", True): (dict(mode="linear", coordinate_transformation_mode="align_corners"),),
+}
+#: torch computes bilinear weights in float32 (~6e-8 relative); a wrong encoding (another
+#: coordinate mode, or PyTorch's 1/scale_factor step against the IR's in/out) moves weights by
+#: >= 1/(2*out), far above this
+_PROBE_ATOL = 1e-5
+
+SCALE_STEP_HINT = ("with scale_factor PyTorch steps 1/scale_factor per output pixel, the IR input/output size; "
+                   "pass recompute_scale_factor=True or size=..., or a scale_factor giving whole output sizes")
+
+ResizeOp = Callable[[torch.Tensor, "tuple[int, int] | None"], torch.Tensor]
+
+
+def _probe_inputs(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Inputs whose channel j is the unit impulse at row j (width 1) / column j (height 1):
+    resizing them shows the op's whole linear map along that axis, on the real input size."""
+    return torch.eye(h).reshape(1, h, h, 1), torch.eye(w).reshape(1, w, 1, w)
+
+
+def _ir_resize(x: np.ndarray, sizes: tuple[int, int], enc: dict[str, str]) -> np.ndarray:
+    """The IR reference's Resize of ``x`` (float64)."""
+    node = IRNode("Resize", "probe", ["x"], ["y"], make_attrs("Resize", sizes=sizes, **enc), SourceLoc("probe", "probe"))
+    return REFERENCE["Resize"](node, [x])[0]
+
+
+def emit_resize(b: Builder, call: Call, x: TensorRef, mode: str, align_corners: Any, size: Any,
+                op: ResizeOp, hint: str = "") -> TensorRef:
+    """An upsample/interpolate call as an IR Resize, proven on the node's own sizes.
+
+    ``op(t, size)`` runs the source op on ``t`` (``size`` replaces its output-size argument
+    when not None).  The op is run on impulse inputs along each axis and compared with the
+    IR reference of each candidate encoding of ``mode``: the first that agrees is emitted.
+    This settles every flag at once (``scale_factor`` with or without
+    ``recompute_scale_factor``: PyTorch steps by 1/scale_factor where the IR steps by
+    in/out; ``antialias``; PyTorch's clamping at the borders) instead of restating PyTorch's
+    arithmetic here."""
+    shp = check_rank(b, call, x, 4)
+    key = (str(mode), bool(align_corners) if mode == "bilinear" else False)
+    if key not in _RESIZE_ENCODINGS:
+        if align_corners and mode != "bilinear":
+            raise call.unsupported(f"align_corners={align_corners} with mode={mode!r}")
+        raise call.unsupported(f"interpolation mode {mode!r}", "supported: nearest, nearest-exact, bilinear")
+    h, w = shp[2], shp[3]
+    sz = None if size is None else pair(size, "size", call)
+    ph, pw = _probe_inputs(h, w)
+    with torch.no_grad():
+        th = op(ph, None if sz is None else (sz[0], 1)).double().numpy()
+        tw = op(pw, None if sz is None else (1, sz[1])).double().numpy()
+    out_hw = (int(th.shape[2]), int(tw.shape[3]))
+    for enc in _RESIZE_ENCODINGS[key]:
+        ok = True
+        for probe, got in ((ph, th), (pw, tw)):
+            want = _ir_resize(probe.double().numpy(), (int(got.shape[2]), int(got.shape[3])), enc)
+            if want.shape != got.shape or not np.allclose(got, want, rtol=0, atol=_PROBE_ATOL):
+                ok = False
+                break
+        if ok:
+            return b.emit("Resize", [x], call, dict(sizes=out_hw, **enc))
+    raise call.unsupported(
+        f"{mode} interpolation from {h}x{w} to {out_hw[0]}x{out_hw[1]} as PyTorch computes it here "
+        "(it samples other source positions than an ONNX-style Resize to that size)",
+        hint or "pass size=... instead")
+
+
+def _interpolate_op(size: Any, scale: Any, mode: str, align_corners: Any, recompute: Any, antialias: Any) -> ResizeOp:
+    def op(t: torch.Tensor, sz: tuple[int, int] | None) -> torch.Tensor:
+        return F.interpolate(t, size=sz if sz is not None else size, scale_factor=None if sz is not None else scale,
+                             mode=mode, align_corners=align_corners, recompute_scale_factor=recompute,
+                             antialias=antialias)
+    return op
+
+
+def emit_interpolate(b: Builder, call: Call, x: TensorRef, size: Any, scale: Any, mode: str, align_corners: Any,
+                     recompute: Any, antialias: Any) -> TensorRef:
+    if isinstance(scale, (list, tuple)) and len(scale) != 2:
+        raise call.unsupported(f"scale_factor={scale!r} (need 1 or 2 values)")
+    if antialias:
+        hint = "antialias=True widens the filter when shrinking, which the IR has no form for; pass antialias=False"
+    elif scale is not None and not recompute:
+        hint = SCALE_STEP_HINT
+    else:
+        hint = ""
+    return emit_resize(b, call, x, mode, align_corners, size,
+                       _interpolate_op(size, scale, mode, align_corners, recompute, antialias), hint)
+
+
+@on_module(nn.Upsample, nn.UpsamplingNearest2d, nn.UpsamplingBilinear2d)
+def _upsample_module(b: Builder, call: Call) -> Any:
+    m = call.module
+    assert isinstance(m, nn.Upsample)
+    return emit_interpolate(b, call, tensor_in(b, call, call.arg(0, "input")), m.size, m.scale_factor, m.mode,
+                            m.align_corners, m.recompute_scale_factor, False)
+
+
+@on_function(F.interpolate, F.upsample, F.upsample_nearest, F.upsample_bilinear)
+def _interpolate_fn(b: Builder, call: Call) -> Any:
+    x = tensor_in(b, call, call.arg(0, "input"))
+    size, scale = call.arg(1, "size", None), call.arg(2, "scale_factor", None)
+    if call.op.endswith("upsample_nearest"):
+        return emit_interpolate(b, call, x, size, scale, "nearest", None, None, False)
+    if call.op.endswith("upsample_bilinear"):  # deprecated alias: align_corners=True
+        return emit_interpolate(b, call, x, size, scale, "bilinear", True, None, False)
+    return emit_interpolate(b, call, x, size, scale, call.arg(3, "mode", "nearest"), call.arg(4, "align_corners", None),
+                            call.arg(5, "recompute_scale_factor", None), call.arg(6, "antialias", False))

@@ -200,6 +200,36 @@ for _op in ("ReduceMean", "ReduceMax"):
     case(_op, "c-drop", single(_op, [(2, 3, 4, 5)], axes=(1,), keepdims=False))
     case(_op, "last-neg", single(_op, [(2, 3, 4, 5)], axes=(-1,), keepdims=True))
 
+for _size in (5, 3, 4, 1):  # 4: an even window, [c-1, c+2] (not centred)
+    case("LRN", f"size{_size}", single("LRN", [(2, 7, 3, 4)], size=_size, alpha=0.5, beta=0.75, bias=1.5), scale=2.0)
+case("LRN", "defaults", single("LRN", [(1, 6, 2, 2)], size=5))
+# (input H, W), (output H, W), mode, coordinate mode, nearest mode: integer up-scaling, non-integer
+# ratios, downsampling, a single pixel, and every coordinate/nearest mode
+RESIZES: list[tuple[tuple[int, int], tuple[int, int], str, str, str]] = [
+    ((4, 5), (8, 10), "nearest", "asymmetric", "floor"),
+    ((4, 5), (8, 15), "nearest", "asymmetric", "floor"),
+    ((5, 4), (7, 6), "nearest", "asymmetric", "floor"),
+    ((4, 5), (12, 15), "nearest", "half_pixel", "round_prefer_ceil"),
+    ((4, 5), (12, 15), "nearest", "asymmetric", "round_prefer_floor"),
+    ((4, 5), (8, 10), "nearest", "align_corners", "ceil"),
+    ((8, 9), (4, 3), "nearest", "asymmetric", "floor"),
+    ((4, 5), (8, 10), "linear", "half_pixel", ""),
+    ((4, 5), (12, 15), "linear", "half_pixel", ""),
+    ((4, 5), (7, 9), "linear", "align_corners", ""),
+    ((4, 5), (8, 10), "linear", "align_corners", ""),
+    ((4, 5), (8, 10), "linear", "asymmetric", ""),
+    ((4, 6), (6, 9), "linear", "pytorch_half_pixel", ""),
+    ((4, 5), (1, 3), "linear", "pytorch_half_pixel", ""),
+    ((8, 9), (4, 6), "linear", "half_pixel", ""),
+    ((1, 1), (3, 2), "linear", "half_pixel", ""),
+]
+for (_ih, _iw), _osz, _mode, _coord, _nm in RESIZES:
+    _kw: dict[str, Any] = dict(sizes=_osz, mode=_mode, coordinate_transformation_mode=_coord)
+    if _nm:
+        _kw["nearest_mode"] = _nm
+    case("Resize", f"{_ih}x{_iw}-to-{_osz[0]}x{_osz[1]}-{_mode}-{_coord}{'-' + _nm if _nm else ''}",
+         single("Resize", [(2, 3, _ih, _iw)], **_kw))
+
 #: IR ops deliberately without a numeric case here, with the reason.
 XFAIL_OPS: dict[str, str] = {}
 

@@ -172,18 +172,18 @@ def test_unsupported_ops_listed_at_once(tmp_path):
     class M(torch.nn.Module):
         def __init__(self):
             super().__init__()
-            self.up = torch.nn.Upsample(scale_factor=2)
-            self.up2 = torch.nn.Upsample(scale_factor=2)
-            self.lrn = torch.nn.LocalResponseNorm(3)
+            self.ps = torch.nn.PixelShuffle(2)
+            self.ps2 = torch.nn.PixelShuffle(2)
+            self.unshuffle = torch.nn.PixelUnshuffle(2)
 
         def forward(self, x):
-            return self.lrn(self.up2(self.up(x)))
+            return self.unshuffle(self.ps2(self.ps(x)))
 
     from xconv.errors import UnsupportedOpError
     from xconv.frontends.pytorch import load
     with pytest.raises(UnsupportedOpError) as ei:
-        load(M(), input_shape=(1, 3, 8, 8))
+        load(M(), input_shape=(1, 16, 4, 4))
     msg = str(ei.value)
-    assert "up" in msg and "up2" in msg and "lrn" in msg
-    assert "Upsample x2" in msg and "LocalResponseNorm x1" in msg
+    assert "ps" in msg and "ps2" in msg and "unshuffle" in msg
+    assert "PixelShuffle x2" in msg and "PixelUnshuffle x1" in msg
 

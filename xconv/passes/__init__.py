@@ -27,7 +27,31 @@ class PassContext:
     @property
     def caffe_floor_pooling(self) -> bool:
         """Can the target express floor-mode pooling natively?"""
-        return self.target == "caffe" and self.dialect in ("ceil-mode", "brocolli")
+        return self.target == "caffe" and self.native("floor_pooling")
+
+    def native(self, construct: str) -> bool:
+        """Does the target, in this dialect, write ``construct`` as one native layer?
+
+        Asked of the backend (its optional ``native(opts, construct)``), whose
+        dialect profiles declare it: passes never compare dialect names.
+        """
+        ask = self._backend_method("native")
+        return bool(ask and ask(self._emit_options(), construct))
+
+    def dialects_with(self, construct: str) -> tuple[str, ...]:
+        """The other dialects of the target that write ``construct`` natively."""
+        ask = self._backend_method("dialects_with")
+        return tuple(ask(self._emit_options(), construct)) if ask else ()
+
+    def _backend_method(self, name: str) -> Any:
+        if not self.target:
+            return None
+        from ..backend import get_backend  # noqa: PLC0415  (backends import the passes)
+        return getattr(get_backend(self.target), name, None)
+
+    def _emit_options(self) -> Any:
+        from ..backend import EmitOptions  # noqa: PLC0415
+        return EmitOptions(dialect=self.dialect)
 
 
 PassFn = Callable[[Graph, PassContext], Graph]

@@ -7,6 +7,10 @@ For Caffe (no Clip, ReLU6, HardSigmoid, HardSwish or Swish in BVLC 1.0):
 * Silu -> x * Sigmoid(x).
 Each is the same function; only float rounding order may differ (the
 multiplications by 1/6 vs a division by 6: within one ulp per op).
+
+A clip the target's dialect writes natively stays one Clip node (asked with
+``ctx.native``: ``relu6`` for Clip(0, t) with a finite t, ``clip`` for finite
+bounds), and so does a Silu where ``silu`` is native (Swish).
 """
 from __future__ import annotations
 
@@ -18,7 +22,19 @@ from ..ir import Graph, Node
 from . import PassContext, Rewriter, register_pass
 
 
-def _clip(rw: Rewriter, x: str, lo: float, hi: float, n: Node, output: str | None) -> str:
+def native_clip(ctx: PassContext, lo: float, hi: float) -> bool:
+    """Whether Clip(lo, hi) is one native layer in the target's dialect."""
+    if lo == 0.0 and hi == math.inf:
+        return False  # a plain Relu
+    if lo == 0.0 and math.isfinite(hi) and ctx.native("relu6"):
+        return True
+    return math.isfinite(lo) and math.isfinite(hi) and ctx.native("clip")
+
+
+def _clip(rw: Rewriter, x: str, lo: float, hi: float, n: Node, output: str | None,
+          ctx: PassContext | None = None) -> str:
+    if ctx is not None and native_clip(ctx, lo, hi):
+        return rw.emit("Clip", [x], n.loc, n.name, output=output, min=lo, max=hi)
     cur = x
     steps = []
     if lo == 0.0:
@@ -40,13 +56,14 @@ def _clip(rw: Rewriter, x: str, lo: float, hi: float, n: Node, output: str | Non
     return cur
 
 
-def _hardsigmoid(rw: Rewriter, x: str, a: float, b: float, n: Node, output: str | None) -> str:
+def _hardsigmoid(rw: Rewriter, x: str, a: float, b: float, n: Node, output: str | None,
+                 ctx: PassContext | None = None) -> str:
     cur = x
     if a != 1.0:
         cur = rw.emit("Mul", [cur, rw.const(n.name + ".alpha", np.float32(a))], n.loc, n.name + "_scale")
     if b != 0.0:
         cur = rw.emit("Add", [cur, rw.const(n.name + ".beta", np.float32(b))], n.loc, n.name + "_shift")
-    return _clip(rw, cur, 0.0, 1.0, n, output)
+    return _clip(rw, cur, 0.0, 1.0, n, output, ctx)
 
 
 @register_pass("decompose_activations")
@@ -54,13 +71,17 @@ def decompose_activations(graph: Graph, ctx: PassContext) -> Graph:
     rw = Rewriter(graph)
     for n in rw:
         x = n.inputs[0] if n.inputs else ""
-        if n.op == "Clip":
+        if n.op == "Clip" and native_clip(ctx, n.attrs["min"], n.attrs["max"]):
+            rw.keep(n)
+        elif n.op == "Clip":
             _clip(rw, x, n.attrs["min"], n.attrs["max"], n, n.outputs[0])
         elif n.op == "HardSigmoid":
-            _hardsigmoid(rw, x, n.attrs["alpha"], n.attrs["beta"], n, n.outputs[0])
+            _hardsigmoid(rw, x, n.attrs["alpha"], n.attrs["beta"], n, n.outputs[0], ctx)
         elif n.op == "HardSwish":
-            hs = _hardsigmoid(rw, x, 1.0 / 6.0, 0.5, n.clone(name=n.name + "_hsig"), None)
+            hs = _hardsigmoid(rw, x, 1.0 / 6.0, 0.5, n.clone(name=n.name + "_hsig"), None, ctx)
             rw.emit("Mul", [x, hs], n.loc, n.name, output=n.outputs[0])
+        elif n.op == "Silu" and ctx.native("silu"):
+            rw.keep(n)
         elif n.op == "Silu":
             s = rw.emit("Sigmoid", [x], n.loc, n.name + "_sigmoid")
             rw.emit("Mul", [x, s], n.loc, n.name, output=n.outputs[0])

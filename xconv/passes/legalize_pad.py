@@ -7,6 +7,10 @@
 * A remaining Pad (constant 0): a depthwise 1x1 Conv with weight 1.0
   (x * 1.0 + 0 is exact) padding symmetrically by the larger side, then a
   Slice per axis that drops the surplus rows/cols; negative pads are Slices.
+* Where the dialect has a native Pad layer (``ctx.native("pad")``: the fork's
+  Pad, constant of any value, edge, reflect) a Pad stays a Pad: negative pads
+  are cropped by Slices first (the layer takes only non-negative pads, or all
+  negative), then one Pad with the rest.
 """
 from __future__ import annotations
 
@@ -29,7 +33,8 @@ def legalize_pad(graph: Graph, ctx: PassContext) -> Graph:
             dh, dw = n.attrs["dilations"]
             if (b - t) % dh or (r - l) % dw:
                 # cannot zero-extend by a fraction of a dilated tap: pad explicitly first
-                x = _explicit_pad(rw, n.inputs[0], (t, l, b, r), n)
+                x = (_native_pad(rw, n.inputs[0], (t, l, b, r), n, "constant", 0.0) if ctx.native("pad")
+                     else _explicit_pad(rw, n.inputs[0], (t, l, b, r), n))
                 rw.emit("Conv", [x] + n.inputs[1:], n.loc, n.name, output=n.outputs[0],
                         **{**n.attrs, "pads": (0, 0, 0, 0)})
                 continue
@@ -44,14 +49,43 @@ def legalize_pad(graph: Graph, ctx: PassContext) -> Graph:
                     **{**n.attrs, "pads": (ph, pw, ph, pw), "kernel_shape": w2.shape[2:]})
             continue
         if n.op == "Pad":
+            if ctx.native("pad"):
+                _native_pad(rw, n.inputs[0], n.attrs["pads"], n, n.attrs["mode"], n.attrs["value"],
+                            output=n.outputs[0])
+                continue
             if n.attrs["mode"] != "constant" or n.attrs["value"] != 0.0:
+                others = ctx.dialects_with("pad")
                 raise BackendError(f"{n.where()}: {n.attrs['mode']} padding with value {n.attrs['value']} "
                                    f"has no exact form in Caffe dialect '{ctx.dialect or 'bvlc'}' (stock layers "
-                                   "pad with zeros only); convert to ONNX instead (--to onnx)")
+                                   "pad with zeros only); "
+                                   + (f"dialect(s) {', '.join(others)} have a Pad layer (--dialect {others[0]}), or "
+                                      if others else "")
+                                   + "convert to ONNX instead (--to onnx)")
             _explicit_pad(rw, n.inputs[0], n.attrs["pads"], n, output=n.outputs[0])
             continue
         rw.keep(n)
     return rw.finish()
+
+
+def _native_pad(rw: Rewriter, x: str, pads: tuple[int, ...], n, mode: str, value: float,
+                output: str | None = None) -> str:
+    """Slices for the negative pads (crop first, as the IR's Pad does), then one Pad node
+    with the non-negative rest (or an Identity when nothing is left to pad)."""
+    t, l, b, r = pads
+    _, _, h, w = rw.g.type_of(x).shape
+    spans = ((2, max(-t, 0), h - max(-b, 0), h), (3, max(-l, 0), w - max(-r, 0), w))
+    crops = [(axis, s, e) for axis, s, e, size in spans if (s, e) != (0, size)]
+    rest = (max(t, 0), max(l, 0), max(b, 0), max(r, 0))
+    cur = x
+    for i, (axis, s, e) in enumerate(crops):
+        last = i == len(crops) - 1 and not any(rest)
+        cur = rw.emit("Slice", [cur], n.loc, n.name + ("" if last and output is not None else "_crop"),
+                      output=output if last else None, axis=axis, start=s, end=e)
+    if any(rest):
+        return rw.emit("Pad", [cur], n.loc, n.name, output=output, pads=rest, mode=mode, value=value)
+    if not crops:
+        return rw.emit("Identity", [cur], n.loc, n.name, output=output)
+    return cur
 
 
 def _explicit_pad(rw: Rewriter, x: str, pads: tuple[int, ...], n, output: str | None = None) -> str:

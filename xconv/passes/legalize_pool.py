@@ -18,7 +18,9 @@ corner: it drops a last window that starts at or past ``H + pad`` only when
 some pad is non-zero.  Without padding and with stride > kernel Caffe can
 produce one extra (empty) trailing window; :func:`caffe_pool_out` models
 that and the Caffe backend trims it, so a legal IR pool means the same in
-both.  The dialect ``ceil-mode`` also offers floor rounding.
+both.  Dialects whose profile writes floor rounding (``ceil-mode``'s
+``ceil_mode: false``, ``bvlc-master``'s ``round_mode: FLOOR``; asked with
+``ctx.caffe_floor_pooling``) also offer floor-mode plans.
 """
 from __future__ import annotations
 
@@ -122,10 +124,14 @@ def legalize_pool(graph: Graph, ctx: PassContext) -> Graph:
             continue
         plan = plan_pool(n, shape, ceil_options)
         if plan is None:
+            others = () if ctx.caffe_floor_pooling or plan_pool(n, shape, (True, False)) is None \
+                else ctx.dialects_with("floor_pooling")
             raise BackendError(
                 f"{n.where()}: pooling k={n.attrs['kernel_shape']} s={n.attrs['strides']} pads={n.attrs['pads']} "
                 f"ceil_mode={n.attrs['ceil_mode']} on {shape[2:]} has no exact form in Caffe pooling "
-                f"(dialect '{ctx.dialect or 'bvlc'}'); convert to ONNX, or change the model's padding")
+                f"(dialect '{ctx.dialect or 'bvlc'}'); "
+                + (f"dialect(s) {', '.join(others)} write floor rounding (--dialect {others[0]}), " if others else "")
+                + "convert to ONNX, or change the model's padding")
         ceil_mode, ph, pw, (oh, ow) = plan
         attrs = {**n.attrs, "pads": (ph.pad, pw.pad, ph.pad, pw.pad), "ceil_mode": ceil_mode}
         if n.op == "AveragePool":

@@ -237,4 +237,16 @@ def make_runner(conv: Converted, device: str = "cpu", intermediates: Sequence[st
                 output: str | None = None):
     if conv.target == "onnx":
         return OnnxRunner(conv.files["onnx"], device=device, intermediates=intermediates)
+    dialect = conv.info.get("dialect")
+    if dialect:
+        from ..backends.caffe.dialects import PROFILES  # noqa: PLC0415
+
+        prof = PROFILES.get(dialect)
+        if prof is not None and not prof.runs_here:
+            runnable = sorted(n for n, p in PROFILES.items() if p.runs_here)
+            raise XconvError(
+                f"'{conv.files['prototxt']}' is written for the {dialect} dialect ({prof.title}), which the "
+                "pycaffe built here (brocolli-caffe, whose field 13 is ceil_mode) cannot load; its structure "
+                f"was checked against the {dialect} schema when it was written. To prove parity here, convert "
+                f"with --dialect {' or '.join(runnable)}, or run this file in a {prof.title} build")
     return CaffeRunner(conv.files["prototxt"], conv.files["caffemodel"], output=output)
