@@ -35,6 +35,9 @@ FRONTENDS: dict[str, FrontendInfo] = {
     "onnx": FrontendInfo("onnx", "xconv.frontends.onnx", "ONNX classifier (opset 9-21)"),
     "mxnet": FrontendInfo("mxnet", "xconv.frontends.mxnet",
                           "NAME-symbol.json + NAME-EPOCH.params (read without MXNet)"),
+    "caffe": FrontendInfo("caffe", "xconv.frontends.caffe",
+                          "deploy .prototxt (V1 or V2; BVLC 1.0/master or fork dialect) + .caffemodel "
+                          "(--weights), read without Caffe"),
 }
 
 

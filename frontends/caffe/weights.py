@@ -1,0 +1,228 @@
+"""Reading a ``.caffemodel`` at the protobuf wire level: blobs by layer name.
+
+A caffemodel is a binary ``NetParameter`` and carries no schema, so it is read
+field number by field number, which serves two purposes:
+
+* weight arrays come straight out of the file's bytes (``np.frombuffer`` of a
+  packed ``float`` field), at memory speed, whatever the dialect;
+* ``PoolingParameter`` field 13 is decoded *raw*.  It is ``round_mode`` (enum
+  CEIL=0, FLOOR=1) in BVLC master but ``ceil_mode`` (bool, default true) in the
+  forks, so the same varint means opposite things; the frontend checks it
+  against the prototxt (:func:`check_field13`) instead of trusting either
+  reading.
+
+Both V2 (``layer = 100``: name 1, type 2, blobs 7, pooling_param 121) and V1
+(``layers = 2``: name 4, type 5, blobs 6, pooling_param 19) nets are read;
+a caffemodel's format need not match its prototxt's (BVLC's AlexNet ships a V1
+caffemodel beside a V2 deploy prototxt).  ``BlobProto``: shape 7 (``BlobShape``
+dims 1), legacy num/channels/height/width 1-4, data 5 (float), double_data 8.
+"""
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Iterator
+
+import numpy as np
+
+from xconv.errors import InputFileError
+from xconv.wire import read_varint
+
+log = logging.getLogger(__name__)
+
+# NetParameter / LayerParameter / V1LayerParameter / BlobProto field numbers
+NET_NAME, NET_LAYER, NET_LAYERS = 1, 100, 2
+V2_NAME, V2_TYPE, V2_BLOBS, V2_POOL = 1, 2, 7, 121
+V1_NAME, V1_TYPE, V1_BLOBS, V1_POOL, V1_V0 = 4, 5, 6, 19, 1
+BLOB_SHAPE, BLOB_DATA, BLOB_DOUBLE, BLOB_LEGACY = 7, 5, 8, (1, 2, 3, 4)
+SHAPE_DIM = 1
+POOL_FIELD13 = 13
+
+
+class WireError(ValueError):
+    """Malformed protobuf bytes (truncated, bad wire type)."""
+
+
+@dataclass
+class Blob:
+    data: np.ndarray                         # float32, flat
+    shape: tuple[int, ...] | None            # BlobShape dims, when the blob has no legacy dims
+    legacy: tuple[int, int, int, int] | None  # num, channels, height, width (old caffemodels)
+
+    @property
+    def dims(self) -> tuple[int, ...]:
+        return self.legacy if self.legacy is not None else (self.shape or ())
+
+    def matches(self, want: tuple[int, ...]) -> bool:
+        """Caffe's ``Blob::ShapeEquals``: legacy dims compare against the shape padded to 4 axes."""
+        if self.legacy is not None:
+            return len(want) <= 4 and (1,) * (4 - len(want)) + tuple(want) == self.legacy
+        return tuple(want) == (self.shape or ())
+
+
+@dataclass
+class ModelLayer:
+    name: str
+    type: str | int                          # V2 type string, or V1 enum number
+    blobs: list[Blob] = field(default_factory=list)
+    field13: int | None = None               # raw varint of pooling_param field 13, when present
+
+
+@dataclass
+class CaffeModel:
+    path: str
+    name: str
+    format: str                              # "V2 layer", "V1 layers" or "empty"
+    layers: dict[str, ModelLayer]
+
+
+# --------------------------------------------------------------------------- wire walking
+def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """(field number, wire type, value): varints as int, everything else as a memoryview slice."""
+    pos, n = 0, len(buf)
+    while pos < n:
+        try:
+            key, pos = read_varint(buf, pos)
+        except ValueError as e:
+            raise WireError(f"{e} at byte {pos}") from None
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise WireError(f"field number 0 at byte {pos}")
+        if wt == 0:
+            try:
+                v, pos = read_varint(buf, pos)
+            except ValueError as e:
+                raise WireError(f"field {num}: {e}") from None
+            yield num, wt, v
+        elif wt == 2:
+            try:
+                ln, pos = read_varint(buf, pos)
+            except ValueError as e:
+                raise WireError(f"field {num}: {e}") from None
+            if pos + ln > n:
+                raise WireError(f"field {num} (length {ln}) at byte {pos} runs past the end ({n} bytes)")
+            yield num, wt, buf[pos:pos + ln]
+            pos += ln
+        elif wt in (1, 5):
+            w = 8 if wt == 1 else 4
+            if pos + w > n:
+                raise WireError(f"field {num}: truncated fixed{w * 8} at byte {pos}")
+            yield num, wt, buf[pos:pos + w]
+            pos += w
+        else:
+            raise WireError(f"field {num}: wire type {wt} at byte {pos} (groups/garbage)")
+
+
+def _varints(v: int | memoryview) -> list[int]:
+    if isinstance(v, int):
+        return [v]
+    out, pos = [], 0
+    while pos < len(v):
+        try:
+            x, pos = read_varint(v, pos)
+        except ValueError as e:
+            raise WireError(f"packed varints: {e}") from None
+        out.append(x)
+    return out
+
+
+def _blob(buf: memoryview) -> Blob:
+    shape: list[int] | None = None
+    legacy = [0, 0, 0, 0]
+    has_legacy = False
+    floats: list[np.ndarray] = []
+    doubles: list[np.ndarray] = []
+    for num, wt, v in _fields(buf):
+        if num == BLOB_SHAPE and wt == 2:
+            shape = []
+            for n2, _, d in _fields(v):  # type: ignore[arg-type]
+                if n2 == SHAPE_DIM:
+                    shape.extend(_varints(d))  # type: ignore[arg-type]
+        elif num in BLOB_LEGACY and wt == 0:
+            legacy[num - 1] = int(v)  # type: ignore[arg-type]
+            has_legacy = True
+        elif num == BLOB_DATA:
+            if wt == 2:
+                if len(v) % 4:  # type: ignore[arg-type]
+                    raise WireError(f"packed float data of {len(v)} bytes is not a multiple of 4")  # type: ignore
+                floats.append(np.frombuffer(v, dtype="<f4"))
+            elif wt == 5:
+                floats.append(np.frombuffer(v, dtype="<f4"))
+        elif num == BLOB_DOUBLE:
+            if wt == 2:
+                if len(v) % 8:  # type: ignore[arg-type]
+                    raise WireError(f"packed double data of {len(v)} bytes is not a multiple of 8")  # type: ignore
+                doubles.append(np.frombuffer(v, dtype="<f8"))
+            elif wt == 1:
+                doubles.append(np.frombuffer(v, dtype="<f8"))
+    # Caffe's Blob::FromProto: double_data wins when present; the copy makes the array aligned and owned
+    parts = doubles if doubles else floats
+    data = (np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0)).astype(np.float32)
+    return Blob(data, tuple(shape) if shape is not None else None,
+                tuple(legacy) if has_legacy else None)  # type: ignore[arg-type]
+
+
+def _field13(buf: memoryview) -> int | None:
+    out = None
+    for num, wt, v in _fields(buf):
+        if num == POOL_FIELD13 and wt == 0:
+            out = int(v)  # type: ignore[arg-type]  # proto2: the last occurrence wins
+    return out
+
+
+def _layer(buf: memoryview, v1: bool) -> ModelLayer:
+    name_f, type_f, blobs_f, pool_f = (V1_NAME, V1_TYPE, V1_BLOBS, V1_POOL) if v1 else (
+        V2_NAME, V2_TYPE, V2_BLOBS, V2_POOL)
+    lay = ModelLayer("", "")
+    for num, wt, v in _fields(buf):
+        if num == name_f and wt == 2:
+            lay.name = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+        elif num == type_f:
+            lay.type = int(v) if wt == 0 else bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+        elif num == blobs_f and wt == 2:
+            lay.blobs.append(_blob(v))  # type: ignore[arg-type]
+        elif num == pool_f and wt == 2:
+            f13 = _field13(v)  # type: ignore[arg-type]
+            if f13 is not None:
+                lay.field13 = f13
+        elif v1 and num == V1_V0 and wt == 2:
+            raise WireError("a V1 layer holds a V0 layer (the pre-2014 format); upgrade the caffemodel with "
+                            "Caffe's upgrade_net_proto_binary tool first")
+    return lay
+
+
+def parse_caffemodel_bytes(data: bytes | memoryview, path: str = "<bytes>") -> CaffeModel:
+    """Blobs (and raw pooling field 13) by layer name; the last of duplicate names wins, as in Caffe."""
+    buf = memoryview(data)
+    layers: dict[str, ModelLayer] = {}
+    name, kinds = "", set()
+    try:
+        for num, wt, v in _fields(buf):
+            if num == NET_NAME and wt == 2:
+                name = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
+            elif num in (NET_LAYER, NET_LAYERS) and wt == 2:
+                lay = _layer(v, v1=num == NET_LAYERS)  # type: ignore[arg-type]
+                kinds.add(num)
+                layers[lay.name] = lay
+    except WireError as e:
+        raise InputFileError(f"caffe: {path} is truncated or not a caffemodel (binary NetParameter): {e}; "
+                             "re-download it, or pass the right file with --weights") from None
+    if not layers and len(buf):
+        raise InputFileError(f"caffe: {path} holds no layers: it is not a caffemodel (a prototxt given as "
+                             "--weights?)")
+    fmt = "empty" if not kinds else ("V1 layers" if kinds == {NET_LAYERS} else
+                                     "V2 layer" if kinds == {NET_LAYER} else "V1 layers + V2 layer")
+    return CaffeModel(path, name, fmt, layers)
+
+
+def read_caffemodel(path: str | Path) -> CaffeModel:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as e:
+        raise InputFileError(f"caffe: cannot read the caffemodel {p}: {e.strerror or e}; pass the weights "
+                             "with --weights FILE.caffemodel") from e
+    m = parse_caffemodel_bytes(data, str(p))
+    log.info("caffe: %s: %d layers with blobs (%s)", p, sum(1 for v in m.layers.values() if v.blobs), m.format)
+    return m
