@@ -5,8 +5,13 @@ one to one; weights come from initializers and ``Constant`` nodes, and small
 constant sub-graphs (``Shape -> Gather -> Unsqueeze -> Concat -> Reshape``, as
 exporters write them) are folded with numpy using the IR's static shapes.
 Unsupported ops are listed in one error; every attribute a handler does not
-implement is an error naming the node.  :func:`make_runner` runs the file in
-onnxruntime (verify's source side).
+implement is an error naming the node.  Opset-dependent forms are read per
+the model's opset (7 and later): Softmax before 13 (coerced to 2-D at
+``axis``), Clip/Pad/Split/Slice/ReduceMean/Squeeze attributes vs inputs,
+Resize 10 / 11+ / 18+ and Upsample 7 / 9 (:mod:`.resize`).  The ONNX backend
+test suite's node cases for every claimed op are run in
+``tests/frontends/test_onnx_node_suite.py``.  :func:`make_runner` runs the
+file in onnxruntime (verify's source side).
 """
 from __future__ import annotations
 

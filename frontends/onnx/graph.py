@@ -14,6 +14,8 @@ from ..tensorflow.common import same_pads
 
 log = logging.getLogger(__name__)
 FRAMEWORK = "onnx"
+MIN_OPSET = 7
+FLOAT_TYPES = (1, 10, 11)  # TensorProto.FLOAT, FLOAT16, DOUBLE
 Value = Union[str, np.ndarray]  # an IR tensor name, or a constant
 Handler = Callable[["Ctx", Any], Sequence[Value]]
 HANDLERS: dict[str, Handler] = {}
@@ -36,7 +38,14 @@ class Ctx:
         self.opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 13)
 
     def attrs(self, node: Any) -> dict[str, Any]:
-        return {a.name: self.onnx.helper.get_attribute_value(a) for a in node.attribute}
+        """The node's attributes as Python values (strings decoded)."""
+        out = {}
+        for a in node.attribute:
+            if a.ref_attr_name:
+                raise UnsupportedAttrError(f"{_where(node)}: attribute '{a.name}' refers to a function attribute")
+            v = self.onnx.helper.get_attribute_value(a)
+            out[a.name] = v.decode() if isinstance(v, bytes) else v
+        return out
 
     def v(self, node: Any, i: int) -> Value | None:
         if i >= len(node.input) or not node.input[i]:
@@ -76,7 +85,7 @@ class Ctx:
         try:
             return self.b.add(op, list(inputs), name=name, source=node.name or node.output[0], **attrs)
         except InvalidGraphError as e:
-            raise InvalidGraphError(f"onnx node '{node.name}' ({node.op_type}): {e}") from e
+            raise InvalidGraphError(f"{_where(node)}: {e}") from e
 
 
 def _where(node: Any) -> str:
@@ -91,8 +100,7 @@ def _check(node: Any, a: dict[str, Any], known: set[str]) -> None:
 
 def convert_model(model: Any, *, input_shape: Sequence[int] | None = None, name: str | None = None,
                   source_file: str | None = None) -> Graph:
-    from . import ops  # noqa: F401,PLC0415
-    import onnx  # noqa: PLC0415
+    from . import ops  # noqa: F401,PLC0415  (registers the handlers)
     from onnx import numpy_helper  # noqa: PLC0415
 
     g = model.graph
@@ -102,24 +110,24 @@ def convert_model(model: Any, *, input_shape: Sequence[int] | None = None, name:
         raise UnsupportedOpError(FRAMEWORK, missing, "ONNX -> IR covers image-classifier ops; see the README")
     b = GraphBuilder(FRAMEWORK, source_file)
     ctx = Ctx(model, b)
+    if ctx.opset < MIN_OPSET:
+        raise InputFileError(f"onnx: opset {ctx.opset} predates opset {MIN_OPSET} (broadcast/axis attributes on "
+                             "arithmetic, BatchNormalization 'spatial'); upgrade the file with "
+                             "onnx.version_converter.convert_version(model, 13) first")
     for init in g.initializer:
         ctx.values[init.name] = numpy_helper.to_array(init)
     inputs = [i for i in g.input if i.name not in ctx.values]
     if not inputs:
-        raise InputFileError("onnx: the graph has no input that is not an initializer")
+        raise InputFileError("onnx: the graph has no input that is not an initializer (a constant model)")
     for k, inp in enumerate(inputs):
-        tt = inp.type.tensor_type
-        dims = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
-        if input_shape is not None and k == 0:
-            dims = list(input_shape)
-        if any(d is None for d in dims[1:]):
-            raise InputFileError(f"onnx: input '{inp.name}' has dynamic dims {dims}; pass --input-shape")
-        dims = [int(d) if d else 1 for d in dims]
-        if tt.elem_type not in (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE):
-            raise UnsupportedAttrError(f"onnx: input '{inp.name}' is not a float tensor")
-        ctx.values[inp.name] = b.input(inp.name, dims)
+        ctx.values[inp.name] = b.input(inp.name, _input_dims(inp, input_shape if k == 0 else None))
+    used = {t for n in g.node for t in n.input} | {o.name for o in g.output}
     for node in g.node:
         outs = HANDLERS[node.op_type](ctx, node)
+        extra = [o for o in node.output[len(outs):] if o in used]
+        if extra:
+            raise UnsupportedAttrError(f"{_where(node)}: its optional output(s) {extra} are used; the IR computes "
+                                       f"only the first {len(outs)} (inference) output(s) of {node.op_type}")
         for o, v in zip(node.output, outs):
             if o:
                 ctx.values[o] = v
@@ -144,14 +152,38 @@ def convert_model(model: Any, *, input_shape: Sequence[int] | None = None, name:
     return b.graph(out_names, name or (g.name or "onnx_model"), meta)
 
 
+def _input_dims(inp: Any, override: Sequence[int] | None) -> list[int]:
+    """Static NCHW-style dims of a float graph input (a dynamic batch becomes 1)."""
+    import onnx  # noqa: PLC0415
+    if inp.type.WhichOneof("value") != "tensor_type":
+        raise UnsupportedAttrError(f"onnx: input '{inp.name}' is a {inp.type.WhichOneof('value')}, not a tensor; "
+                                   "the IR carries tensors only")
+    tt = inp.type.tensor_type
+    if tt.elem_type not in FLOAT_TYPES:
+        raise UnsupportedAttrError(f"onnx: input '{inp.name}' has element type "
+                                   f"{onnx.TensorProto.DataType.Name(tt.elem_type)}; the IR computes in float32 "
+                                   "and takes float16/float32/float64 inputs only")
+    if not tt.HasField("shape"):
+        raise InputFileError(f"onnx: input '{inp.name}' has no shape; pass --input-shape")
+    dims: list[int | None] = [d.dim_value if d.HasField("dim_value") else None for d in tt.shape.dim]
+    if override is not None:
+        dims = list(override)
+    if any(d is None for d in dims[1:]):
+        raise InputFileError(f"onnx: input '{inp.name}' has dynamic dims {dims}; pass --input-shape")
+    if any(d == 0 for d in dims):
+        raise UnsupportedAttrError(f"onnx: input '{inp.name}' has shape {dims}: empty tensors are not supported")
+    return [1 if d is None else int(d) for d in dims]
+
+
 def pads_of(node: Any, a: dict[str, Any], hw: tuple[int, int], k: tuple[int, int], s: tuple[int, int],
             d: tuple[int, int]) -> tuple[int, int, int, int]:
-    auto = a.get("auto_pad", b"NOTSET")
-    auto = auto.decode() if isinstance(auto, bytes) else str(auto)
+    auto = str(a.get("auto_pad", "NOTSET"))
     if auto in ("NOTSET", ""):
-        p = list(a.get("pads", [0, 0, 0, 0]))
+        p = [int(v) for v in a.get("pads", [0, 0, 0, 0])]
         if len(p) != 4:
             raise UnsupportedAttrError(f"{_where(node)}: pads {p} are not 2-D")
+        if min(p) < 0:
+            raise UnsupportedAttrError(f"{_where(node)}: negative pads {p}")
         return (p[0], p[1], p[2], p[3])
     if auto == "VALID":
         return (0, 0, 0, 0)
