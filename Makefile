@@ -110,6 +110,7 @@ bench: setup
 	$(PY) -m benchmarks.keras
 	$(PY) -m benchmarks.mxnet
 	$(PY) -m benchmarks.verify
+	$(PY) -m benchmarks.caffe
 
 clean:
 	rm -rf build/ dist/ out/ .pytest_cache/ *.egg-info
