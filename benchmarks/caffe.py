@@ -15,13 +15,12 @@ Goal: conversions under 3 s and under 2 x the weights' size + 300 MB.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, ROOT, Run, measure
+from .run import PY, REPEAT, ROOT, Run, measure, publish
 
 MAKE = r"""
 import sys, json
@@ -76,12 +75,8 @@ def main() -> None:
         for tool, run in r.items():
             budget = "" if tool.startswith("pycaffe") else f"{2 * wmb + 300:.0f}"
             lines.append(f"| {arch} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | {budget} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "benchmarks" / "results.md", "a") as fh:
-        fh.write(text)
-    (ROOT / "benchmarks" / "results_caffe.json").write_text(json.dumps(
-        [{"model": a, "weights_mb": w, **{t: vars(v) for t, v in r.items()}} for a, w, r in rows], indent=2))
+    publish(lines, "results_caffe.json",
+            [{"model": a, "weights_mb": w, **{t: vars(v) for t, v in r.items()}} for a, w, r in rows])
 
 
 if __name__ == "__main__":

@@ -11,13 +11,12 @@ plus 300 MB peak RSS, without importing Keras or TensorFlow.
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, ROOT, Run, measure
+from .run import PY, REPEAT, Run, measure, publish
 
 MAKE = r"""
 import os, sys
@@ -82,13 +81,9 @@ def main() -> None:
             budget = f"{2 * wmb + 300:.0f}" if tool.startswith("xconv") else ""
             lines.append(f"| {name} | {suffix} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | "
                          f"{budget} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "benchmarks" / "results.md", "a") as fh:
-        fh.write(text)
-    (ROOT / "benchmarks" / "results_keras.json").write_text(json.dumps(
-        [{"model": n, "file": s, "weights_mb": w, **{t: vars(run) for t, run in r.items()}} for n, s, w, r in rows],
-        indent=2))
+    publish(lines, "results_keras.json",
+            [{"model": n, "file": s, "weights_mb": w, **{t: vars(run) for t, run in r.items()}}
+             for n, s, w, r in rows])
 
 
 if __name__ == "__main__":

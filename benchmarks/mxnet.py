@@ -12,13 +12,12 @@ Goal (DPN-131-sized): under 5 s wall and under 2x the weights' size plus
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, ROOT, Run, measure
+from .run import PY, REPEAT, ROOT, Run, measure, publish
 
 MAKE = r"""
 import sys, numpy as np
@@ -93,13 +92,9 @@ def main() -> None:
                 continue
             budget = f"{2 * wmb + 300:.0f}" if tool.startswith("xconv") else ""
             lines.append(f"| {arch} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | {budget} |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "benchmarks" / "results.md", "a") as fh:
-        fh.write(text)
-    (ROOT / "benchmarks" / "results_mxnet.json").write_text(json.dumps(
-        [{"model": a, "weights_mb": w, **{t: (vars(v) if not isinstance(v, str) else v) for t, v in r.items()}}
-         for a, w, r in rows], indent=2))
+    publish(lines, "results_mxnet.json",
+            [{"model": a, "weights_mb": w, **{t: (vars(v) if not isinstance(v, str) else v) for t, v in r.items()}}
+             for a, w, r in rows])
 
 
 if __name__ == "__main__":

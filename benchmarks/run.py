@@ -56,6 +56,15 @@ def measure(name: str, cmd: list[str], env: dict[str, str] | None = None) -> Run
     return best
 
 
+
+def publish(lines: list[str], json_name: str, data: object) -> None:
+    """Print a section, append it to benchmarks/results.md and write its raw figures to ``json_name``."""
+    text = "\n".join(lines) + "\n"
+    print(text)
+    with open(ROOT / "benchmarks" / "results.md", "a") as fh:
+        fh.write(text)
+    (ROOT / "benchmarks" / json_name).write_text(json.dumps(data, indent=2))
+
 PEER = r"""
 import sys, torch
 sys.path.insert(0, {root!r})

@@ -9,7 +9,6 @@ resnet_v2 family (deviation of each point from the least-squares line).
 """
 from __future__ import annotations
 
-import json
 import os
 import subprocess
 import sys
@@ -17,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .run import PY, REPEAT, ROOT, Run, measure
+from .run import PY, REPEAT, ROOT, Run, measure, publish
 
 MAKE = r"""
 import os, sys
@@ -97,12 +96,7 @@ def main() -> None:
         w = [rows[f"resnet_v2_{d}"][tool].wall_s for d in depths]
         m = [rows[f"resnet_v2_{d}"][tool].peak_rss_mb for d in depths]
         lines.append(f"| {tool} | {100 * linearity(depths, w):.1f}% | {100 * linearity(depths, m):.1f}% |")
-    text = "\n".join(lines) + "\n"
-    print(text)
-    with open(ROOT / "benchmarks" / "results.md", "a") as f:
-        f.write(text)
-    (ROOT / "benchmarks" / "results_tfslim.json").write_text(json.dumps(
-        {n: {t: vars(run) for t, run in r.items()} for n, r in rows.items()}, indent=2))
+    publish(lines, "results_tfslim.json", {n: {t: vars(run) for t, run in r.items()} for n, r in rows.items()})
 
 
 if __name__ == "__main__":
