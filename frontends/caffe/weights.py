@@ -36,6 +36,8 @@ NET_NAME, NET_LAYER, NET_LAYERS = 1, 100, 2
 V2_NAME, V2_TYPE, V2_BLOBS, V2_POOL = 1, 2, 7, 121
 V1_NAME, V1_TYPE, V1_BLOBS, V1_POOL, V1_V0 = 4, 5, 6, 19, 1
 BLOB_SHAPE, BLOB_DATA, BLOB_DOUBLE, BLOB_LEGACY = 7, 5, 8, (1, 2, 3, 4)
+#: BlobProto's real-valued fields: (name, little-endian dtype, wire type of one unpacked element)
+REAL_FIELDS = {BLOB_DATA: ("float", "<f4", 5), BLOB_DOUBLE: ("double", "<f8", 1)}
 SHAPE_DIM = 1
 POOL_FIELD13 = 13
 
@@ -142,20 +144,13 @@ def _blob(buf: memoryview) -> Blob:
         elif num in BLOB_LEGACY and wt == 0:
             legacy[num - 1] = int(v)  # type: ignore[arg-type]
             has_legacy = True
-        elif num == BLOB_DATA:
-            if wt == 2:
-                if len(v) % 4:  # type: ignore[arg-type]
-                    raise WireError(f"packed float data of {len(v)} bytes is not a multiple of 4")  # type: ignore
-                floats.append(np.frombuffer(v, dtype="<f4"))
-            elif wt == 5:
-                floats.append(np.frombuffer(v, dtype="<f4"))
-        elif num == BLOB_DOUBLE:
-            if wt == 2:
-                if len(v) % 8:  # type: ignore[arg-type]
-                    raise WireError(f"packed double data of {len(v)} bytes is not a multiple of 8")  # type: ignore
-                doubles.append(np.frombuffer(v, dtype="<f8"))
-            elif wt == 1:
-                doubles.append(np.frombuffer(v, dtype="<f8"))
+        elif num in REAL_FIELDS:
+            kind, dtype, fixed_wt = REAL_FIELDS[num]
+            size = np.dtype(dtype).itemsize
+            if wt == 2 and len(v) % size:  # type: ignore[arg-type]
+                raise WireError(f"packed {kind} data of {len(v)} bytes is not a multiple of {size}")  # type: ignore
+            if wt in (2, fixed_wt):  # packed, or one unpacked fixed-width element
+                (floats if num == BLOB_DATA else doubles).append(np.frombuffer(v, dtype=dtype))  # type: ignore
     # Caffe's Blob::FromProto: double_data wins when present; the copy makes the array aligned and owned
     parts = doubles if doubles else floats
     data = (np.concatenate(parts) if len(parts) > 1 else parts[0] if parts else np.zeros(0)).astype(np.float32)

@@ -715,3 +715,53 @@ def test_cli_convert_verify_inspect(tmp_path: Path, capsys: pytest.CaptureFixtur
     assert "Conv" in capsys.readouterr().out
     assert cli.main(["convert", str(proto), "--from", "caffe", "--to", "onnx", "-o", str(out)]) == 2
     assert "--weights" in capsys.readouterr().err
+
+
+# --------------------------------------------------------------------------- blob wire encodings
+def _varint(n: int) -> bytes:
+    out = bytearray()
+    while True:
+        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
+        n >>= 7
+        if not n:
+            return bytes(out)
+
+
+def _tag(num: int, wt: int) -> bytes:
+    return _varint((num << 3) | wt)
+
+
+def _len_field(num: int, payload: bytes) -> bytes:
+    return _tag(num, 2) + _varint(len(payload)) + payload
+
+
+def test_blob_encodings_read_as_caffes_protobuf_reads_them() -> None:
+    """float data packed and unpacked, double_data packed and unpacked (double wins, as in
+    Blob::FromProto), each checked against pycaffe's own protobuf parse of the same bytes."""
+    from caffe.proto import caffe_pb2  # noqa: PLC0415  (the reference reader, not this project's)
+
+    f32 = np.array([1.5, -2.25, 3.0], "<f4")
+    f64 = np.array([0.1, -7.0, 1e-3], "<f8")
+    shape = _len_field(7, _len_field(1, bytes([3])))          # BlobShape { dim: 3 }
+    packed_f = _len_field(5, f32.tobytes())
+    unpacked_f = b"".join(_tag(5, 5) + v.tobytes() for v in f32)
+    packed_d = _len_field(8, f64.tobytes())
+    unpacked_d = b"".join(_tag(8, 1) + v.tobytes() for v in f64)
+    for blob, want in ((shape + packed_f, f32), (shape + unpacked_f, f32),
+                       (shape + packed_d, f64), (shape + unpacked_d, f64), (shape + packed_f + unpacked_d, f64)):
+        ref = caffe_pb2.BlobProto.FromString(blob)
+        ref_vals = np.array(ref.double_data if len(ref.double_data) else ref.data, np.float32)
+        np.testing.assert_array_equal(ref_vals, want.astype(np.float32))
+        layer = _len_field(1, b"ip") + _len_field(2, b"InnerProduct") + _len_field(7, blob)
+        got = xc.parse_caffemodel_bytes(_len_field(100, layer)).layers["ip"].blobs[0]
+        assert got.data.dtype == np.float32 and got.dims == (3,)
+        np.testing.assert_array_equal(got.data, ref_vals)
+
+
+@pytest.mark.parametrize("num, size", [(5, 4), (8, 8)])
+def test_packed_blob_of_ragged_length_is_refused(num: int, size: int, tmp_path: Path) -> None:
+    layer = _len_field(1, b"ip") + _len_field(2, b"InnerProduct") + _len_field(7, _len_field(num, bytes(size + 2)))
+    bad = tmp_path / "bad.caffemodel"
+    bad.write_bytes(_len_field(100, layer))
+    with pytest.raises(InputFileError, match=rf"bad\.caffemodel is truncated or not a caffemodel.*multiple of {size}"):
+        xc.read_caffemodel(bad)
