@@ -293,6 +293,11 @@ def _caffe_profiles() -> list[str]:
     return list(PROFILES)
 
 
+def _caffe_schemas() -> list[str]:
+    from .backends.caffe.schema import DIALECT_NAMES  # noqa: PLC0415
+    return list(DIALECT_NAMES)
+
+
 def _dialect(args: argparse.Namespace) -> str | None:
     """--dialect, or the profile a --dialect-file describes (registered here)."""
     if not getattr(args, "dialect_file", None):
@@ -362,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
                                                        "architecture's own size, or 1,3,224,224)")
         sp.add_argument("--weights", metavar="FILE.caffemodel",
                         help="caffe: the trained weights (default: the prototxt's name with .caffemodel)")
-        sp.add_argument("--source-dialect", choices=["bvlc", "bvlc-master", "ceil-mode", "brocolli"],
+        sp.add_argument("--source-dialect", choices=_caffe_schemas(),
                         help="caffe: the Caffe that wrote the files (default: found from the prototxt's fields); "
                              "decides how a caffemodel's pooling field 13 (round_mode vs ceil_mode) is read")
 

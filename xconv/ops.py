@@ -436,6 +436,15 @@ register(OpSpec("LRN", ("X",), {
    "y = x / (bias + alpha/size * sum_{window} x^2)^beta, the window over channels "
    "[c - (size-1)//2, c + size//2] clipped to the tensor."))
 
+
+def lrn_window_matrix(channels: int, size: int) -> np.ndarray:
+    """The LRN window as a (C, C) float32 0/1 matrix: row c selects the channels
+    [c - (size-1)//2, c + size//2] (clipped to the tensor) that output channel c sums."""
+    c = np.arange(channels)
+    d = c[None, :] - c[:, None]
+    return ((d >= -((size - 1) // 2)) & (d <= size // 2)).astype(np.float32)
+
+
 RESIZE_MODES = ("nearest", "linear")
 RESIZE_COORDS = ("half_pixel", "asymmetric", "align_corners", "pytorch_half_pixel")
 RESIZE_NEAREST = ("floor", "ceil", "round_prefer_floor", "round_prefer_ceil")

@@ -12,8 +12,8 @@ from typing import Any, Callable, Iterable, Mapping
 import numpy as np
 
 from .errors import InvalidGraphError
-from .ir import Graph, Node
-from .ops import pool_out
+from .ir import Graph, Node, SourceLoc
+from .ops import lrn_window_matrix, make_attrs, pool_out
 
 log = logging.getLogger(__name__)
 
@@ -312,11 +312,11 @@ def _lrn(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
     x = xs[0]
     a = node.attrs
     size, c = a["size"], x.shape[1]
-    lo, hi = (size - 1) // 2, size // 2
+    window = lrn_window_matrix(c, size).astype(bool)
     sq = x * x
     acc = np.zeros_like(x)
     for ch in range(c):
-        acc[:, ch] = sq[:, max(0, ch - lo):min(c, ch + hi + 1)].sum(axis=1)
+        acc[:, ch] = sq[:, window[ch]].sum(axis=1)
     return [x / (a["bias"] + a["alpha"] / size * acc) ** a["beta"]]
 
 
@@ -362,6 +362,17 @@ def _resize(node: Node, xs: list[np.ndarray]) -> list[np.ndarray]:
         w = (src - i0).reshape([-1 if d == axis else 1 for d in range(out.ndim)])
         out = np.take(out, i0, axis=axis) * (1 - w) + np.take(out, i1, axis=axis) * w
     return [out]
+
+
+def resize_matrix(attrs: Mapping[str, Any], n_in: int, n_out: int) -> np.ndarray:
+    """The IR Resize along one axis (``n_in -> n_out``) as an ``n_out x n_in`` float64 matrix:
+    ``attrs`` are the node's Resize attrs (``sizes`` is ignored).  Read off this reference by
+    resizing the identity: channel j of the input is the unit impulse at row j."""
+    node = Node("Resize", "probe", ["x"], ["y"], make_attrs("Resize", **{**attrs, "sizes": (n_out, 1)}),
+                SourceLoc("xconv", "probe"))
+    eye = np.eye(n_in, dtype=np.float64).reshape(1, n_in, n_in, 1)
+    out = _resize(node, [eye])[0]  # (1, n_in, n_out, 1)
+    return np.ascontiguousarray(out[0, :, :, 0].T)
 
 
 # --------------------------------------------------------------------------- driver

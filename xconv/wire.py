@@ -8,7 +8,7 @@ is a sequence of fields in any order; a length-delimited field is its tag
 """
 from __future__ import annotations
 
-from typing import Sequence, Union
+from typing import Iterator, Sequence, Union
 
 Chunk = Union[bytes, memoryview]
 
@@ -57,6 +57,45 @@ def read_varint(buf: bytes | memoryview, pos: int) -> tuple[int, int]:
             raise ValueError("varint longer than 10 bytes")
 
 
+def iter_fields(buf: bytes | memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
+    """One protobuf message's fields in order: (field number, wire type, value).
+
+    Varints come back as ints, everything else (length-delimited payloads,
+    fixed32/64's raw 4/8 bytes) as a memoryview slice of ``buf``, uncopied.
+    Raises ValueError on malformed input.
+    """
+    buf = memoryview(buf)
+    pos, n = 0, len(buf)
+    while pos < n:
+        try:
+            key, pos = read_varint(buf, pos)
+        except ValueError as e:
+            raise ValueError(f"{e} at byte {pos}") from None
+        num, wt = key >> 3, key & 7
+        if num == 0:
+            raise ValueError(f"field number 0 at byte {pos}")
+        if wt in (0, 2):  # a varint: the value, or the payload's length
+            try:
+                v, pos = read_varint(buf, pos)
+            except ValueError as e:
+                raise ValueError(f"field {num}: {e}") from None
+            if wt == 0:
+                yield num, wt, v
+                continue
+            if pos + v > n:
+                raise ValueError(f"field {num} (length {v}) at byte {pos} runs past the end ({n} bytes)")
+            yield num, wt, buf[pos:pos + v]
+            pos += v
+        elif wt in (1, 5):
+            w = 8 if wt == 1 else 4
+            if pos + w > n:
+                raise ValueError(f"field {num}: truncated fixed{w * 8} at byte {pos}")
+            yield num, wt, buf[pos:pos + w]
+            pos += w
+        else:
+            raise ValueError(f"field {num}: unsupported wire type {wt} at byte {pos} (groups/garbage)")
+
+
 def decode_fields(buf: bytes | memoryview) -> dict[int, list[int | bytes]]:
     """One protobuf message's fields: number -> values in order.
 
@@ -65,33 +104,12 @@ def decode_fields(buf: bytes | memoryview) -> dict[int, list[int | bytes]]:
     as their raw 4/8 bytes.  Raises ValueError on malformed input.
     """
     out: dict[int, list[int | bytes]] = {}
-    pos, n = 0, len(buf)
-    while pos < n:
-        key, pos = read_varint(buf, pos)
-        num, wt = key >> 3, key & 7
-        if num == 0:
-            raise ValueError("field number 0")
-        if wt == 0:
-            v, pos = read_varint(buf, pos)
-            out.setdefault(num, []).append(v)
-        elif wt == 2:
-            ln, pos = read_varint(buf, pos)
-            if pos + ln > n:
-                raise ValueError(f"field {num}: length {ln} runs past the end")
-            out.setdefault(num, []).append(bytes(buf[pos:pos + ln]))
-            pos += ln
-        elif wt in (1, 5):
-            w = 8 if wt == 1 else 4
-            if pos + w > n:
-                raise ValueError(f"field {num}: truncated fixed{w * 8}")
-            out.setdefault(num, []).append(bytes(buf[pos:pos + w]))
-            pos += w
-        else:
-            raise ValueError(f"field {num}: unsupported wire type {wt}")
+    for num, _, v in iter_fields(buf):
+        out.setdefault(num, []).append(v if isinstance(v, int) else bytes(v))
     return out
 
 
-def packed_varints(v: int | bytes | list[int | bytes]) -> list[int]:
+def packed_varints(v: int | bytes | memoryview | list[int | bytes]) -> list[int]:
     """A repeated varint field's values, packed (bytes) or not (ints)."""
     vals = v if isinstance(v, list) else [v]
     out: list[int] = []

@@ -19,9 +19,10 @@ constructs have a native layer, parameter rules); ``xconv dialects`` lists them:
 
 A node without an exact form under the chosen profile is a
 :class:`~xconv.errors.BackendError` naming it and the profiles that would
-accept it (tried by emitting it under each).  After emission the prototxt text
-is parsed back with the profile's schema and linted (:mod:`.lint`: layer
-types, fields, rules), so a file outside its dialect is never written.
+accept it (tried by emitting it under each).  ``check()`` lints the emitted
+net (:mod:`.lint`: layer types, fields, rules); ``emit()`` parses its prototxt
+text back with the profile's schema and lints that, so a file outside its
+dialect is never written.
 
 Files are produced through the project's own protobuf schema (no pycaffe
 needed).  The ``.caffemodel`` is assembled from serialised layer messages
@@ -40,8 +41,8 @@ from xconv.errors import BackendError, UnsupportedOpError
 from xconv import wire
 from xconv.ir import Graph
 
-from .dialects import PROFILES, Profile, get_profile, profiles_with, profiles_with_floor_pooling
-from .emitter import Emitter, supports, unsupported_hint
+from .dialects import PROFILES, Profile, get_profile, profiles_with
+from .emitter import Emitter, native_keeps_rules, supports, unsupported_hint
 from .lint import lint_net, report
 from .schema import get_schema, parse_prototxt, to_prototxt
 
@@ -84,15 +85,15 @@ class CaffeBackend:
         return self.profile(opts).name
 
     # what the passes ask (xconv.passes.PassContext.native / .dialects_with)
-    def native(self, opts: EmitOptions, construct: str) -> bool:
-        """Whether the dialect writes ``construct`` natively (``floor_pooling`` or a dialects.CONSTRUCTS key)."""
+    def native(self, opts: EmitOptions, construct: str, **attrs: Any) -> bool:
+        """Whether the dialect writes ``construct`` natively (see Profile.has); given an IR node's
+        ``attrs``, also whether that native layer keeps the profile's rules."""
         p = self.profile(opts)
-        return p.floor_pooling_native if construct == "floor_pooling" else p.has(construct)
+        return p.has(construct) and (not attrs or native_keeps_rules(p, construct, attrs))
 
     def dialects_with(self, opts: EmitOptions, construct: str) -> tuple[str, ...]:
         """The other dialects that write ``construct`` natively (for error messages)."""
-        d = self.dialect(opts)
-        return profiles_with_floor_pooling(d) if construct == "floor_pooling" else profiles_with(construct, d)
+        return profiles_with(construct, self.dialect(opts))
 
     def check(self, graph: Graph, opts: EmitOptions) -> None:
         p = self.profile(opts)
@@ -101,8 +102,9 @@ class CaffeBackend:
             raise UnsupportedOpError("caffe", missing, hint=unsupported_hint(p, {op for op, _ in missing}))
         # a dry run of the emitter: every node without an exact form is reported
         # here, all at once, and the net is linted, before any file is produced
+        # (the message itself: emit() alone writes the text and parses it back)
         S, em = self.build(graph, opts)
-        self.deploy(S, em, p, "net")
+        self._lint(self.net(S, em, "net"), p)
 
     def build(self, graph: Graph, opts: EmitOptions) -> tuple[Any, Emitter]:
         """Run the emitter: (the profile's schema, the emitter holding the layers and blobs)."""
@@ -113,17 +115,27 @@ class CaffeBackend:
         em.run()
         return S, em
 
-    def deploy(self, S: Any, em: Emitter, p: Profile, name: str) -> tuple[Any, str]:
-        """The deploy NetParameter and its prototxt text, read back with the profile's schema
-        and linted: a field, layer type or parameter outside the profile is never written."""
+    @staticmethod
+    def net(S: Any, em: Emitter, name: str) -> Any:
+        """The deploy NetParameter of the emitted layers (without blobs)."""
         net = S.NetParameter(name=name)
         for lay in em.layers:
             net.layer.add().CopyFrom(lay.msg)
-        text = to_prototxt(net)
-        bad = lint_net(parse_prototxt(text, p.schema), p)
+        return net
+
+    @staticmethod
+    def _lint(net: Any, p: Profile) -> None:
+        bad = lint_net(net, p)
         if bad:
             raise BackendError(f"caffe (dialect '{p.name}'): the emitted net breaks the profile (an xconv bug; "
                                f"please report it):\n{report(bad, p)}")
+
+    def deploy(self, S: Any, em: Emitter, p: Profile, name: str) -> tuple[Any, str]:
+        """The deploy NetParameter and its prototxt text, read back with the profile's schema
+        and linted: a field, layer type or parameter outside the profile is never written."""
+        net = self.net(S, em, name)
+        text = to_prototxt(net)
+        self._lint(parse_prototxt(text, p.schema), p)
         return net, text
 
     def emit(self, graph: Graph, name: str, opts: EmitOptions) -> dict[str, Content]:

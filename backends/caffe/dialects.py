@@ -183,7 +183,10 @@ class Profile:
 
     # ---------------------------------------------------------------- queries
     def has(self, construct: str) -> bool:
-        """Whether the profile writes IR construct ``construct`` (a :data:`CONSTRUCTS` key) natively."""
+        """Whether the profile writes IR construct ``construct`` natively: a :data:`CONSTRUCTS` key,
+        or ``floor_pooling`` (a rounding field instead of the stock rewrite)."""
+        if construct == "floor_pooling":
+            return self.floor_pooling_native
         return construct in self.native
 
     def native_layer(self, construct: str) -> str | None:
@@ -309,12 +312,8 @@ def get_profile(name: str | Profile | None) -> Profile:
 
 
 def profiles_with(construct: str, exclude: str = "") -> tuple[str, ...]:
-    """Names of the profiles that write ``construct`` natively."""
+    """Names of the profiles that write ``construct`` natively (see :meth:`Profile.has`)."""
     return tuple(p.name for p in PROFILES.values() if p.name != exclude and p.has(construct))
-
-
-def profiles_with_floor_pooling(exclude: str = "") -> tuple[str, ...]:
-    return tuple(p.name for p in PROFILES.values() if p.name != exclude and p.floor_pooling_native)
 
 
 # --------------------------------------------------------------------------- profile files

@@ -27,9 +27,10 @@ are written as exact compositions of stock BVLC 1.0 layers:
 * a channel-shared PReLU: its slope blob is 0-d, as Caffe's layer creates it.
 * a pooling whose Caffe output would be one window longer than the IR's
   (no padding, stride > kernel): Pooling + Slice, the surplus Silenced.
-* under a profile that prefers it (``npu``): a Reshape to (N, C*H*W) is a
-  Flatten, and a Flatten(axis=1) whose only consumers are InnerProducts is
-  left out (InnerProduct flattens its 4-D bottom itself, in the same order).
+* under a profile that prefers it (``npu``): a Flatten(axis=1) whose only
+  consumers are InnerProducts is left out (InnerProduct flattens its 4-D
+  bottom itself, in the same order).  (A Reshape to (N, C*H*W) is already a
+  Flatten: normalize_shapes writes it so.)
 
 Layer names are IR node names; blob (top) names are IR tensor names, so a
 Caffe net's blobs line up with the IR reference for divergence search.
@@ -37,7 +38,6 @@ Caffe net's blobs line up with the IR reference for divergence search.
 from __future__ import annotations
 
 import logging
-import math
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -46,7 +46,9 @@ import numpy as np
 from xconv.errors import BackendError, UnsupportedOpError, XconvError
 from xconv.ir import Graph, Node
 
-from xconv.ops import pool_out
+from xconv.ops import lrn_window_matrix, pool_out
+from xconv.passes import dialect_hint
+from xconv.passes.decompose_activations import CLIP_CONSTRUCTS, clip_constructs
 from xconv.passes.legalize_pool import caffe_pool_out
 
 from .dialects import PROFILES, Profile, get_profile
@@ -60,7 +62,7 @@ BVLC_LAYER_TYPES = get_profile("bvlc").layer_types
 
 #: IR ops whose handler writes only a native layer: such an op is supported under a
 #: profile only when the profile has one of these constructs (dialects.CONSTRUCTS).
-NEEDS: dict[str, tuple[str, ...]] = {"Transpose": ("transpose",), "Silu": ("silu",), "Clip": ("relu6", "clip")}
+NEEDS: dict[str, tuple[str, ...]] = {"Transpose": ("transpose",), "Silu": ("silu",), "Clip": CLIP_CONSTRUCTS}
 
 
 def supports(profile: Profile, op: str) -> bool:
@@ -77,7 +79,7 @@ def unsupported_hint(profile: Profile, ops: set[str]) -> str:
     for op in sorted(ops):
         others = [p.name for p in PROFILES.values() if p.name != profile.name and supports(p, op)]
         if others:
-            lines.append(f"  {op}: written natively by dialect(s) {', '.join(others)} (--dialect {others[0]})")
+            lines.append(f"  {op}: written natively by {dialect_hint(others)}")
     lines.append("or convert to ONNX (--to onnx)")
     return "\n".join(lines)
 
@@ -95,13 +97,17 @@ class Emitter:
         self.g = graph
         self.S = schema
         self.profile = get_profile(profile)
-        self.dialect = self.profile.name
         self.layers: list[Layer] = []
         self.aliases: dict[str, str] = {}  # IR tensors not written as blobs -> the blob that stands for them
         self.layer_names: set[str] = set()
         self.blob_names: set[str] = set(graph.types) | set(graph.inputs)
         self.silenced: list[str] = []
         self.derived_shapes: dict[str, tuple[int, ...]] = {}  # blobs the emitter made up, not IR tensors
+        self._consumers: dict[str, list[Node]] | None = None  # IR tensor -> consuming nodes (built on first use)
+
+    @property
+    def dialect(self) -> str:
+        return self.profile.name
 
     # -------------------------------------------------------------- helpers
     def fresh_blob(self, base: str) -> str:
@@ -133,7 +139,9 @@ class Emitter:
         return self.aliases.get(t, t)
 
     def consumers(self, t: str) -> list[Node]:
-        return [n for n in self.g.nodes if t in n.inputs]
+        if self._consumers is None:
+            self._consumers = self.g.consumers()
+        return self._consumers.get(t, [])
 
     def violations(self, msg: Any) -> list[str]:
         """Why a LayerParameter breaks the profile's parameter rules (empty: it keeps them)."""
@@ -468,17 +476,18 @@ def _clip(e: Emitter, n: Node) -> None:
     ReLU6 (the fork: min(max(x, 0) + 0 * min(x, 0), t)) or Clip (BVLC master: max(lo, min(x, hi)))."""
     lo, hi = n.attrs["min"], n.attrs["max"]
     x, out = n.inputs[0], n.outputs[0]
-    if lo == 0.0 and math.isfinite(hi) and e.profile.native_layer("relu6") == "ReLU6":
-        m = e.layer("ReLU6", n.name, [x], [out])
-        if hi != 6.0:
-            m.relu6_param.threshold = hi
-        return
-    clip = e.profile.native_layer("clip") or e.profile.native_layer("relu6")
-    if clip == "Clip" and math.isfinite(lo) and math.isfinite(hi) and (lo == 0.0 or e.profile.has("clip")):
-        m = e.layer("Clip", n.name, [x], [out])
-        m.clip_param.min = lo
-        m.clip_param.max = hi
-        return
+    for construct in clip_constructs(lo, hi):
+        lt = e.profile.native_layer(construct)
+        if lt == "ReLU6" and lo == 0.0:
+            m = e.layer("ReLU6", n.name, [x], [out])
+            if hi != 6.0:
+                m.relu6_param.threshold = hi
+            return
+        if lt == "Clip":
+            m = e.layer("Clip", n.name, [x], [out])
+            m.clip_param.min = lo
+            m.clip_param.max = hi
+            return
     raise BackendError(f"{n.where()}: Clip({lo}, {hi}) has no native layer in dialect '{e.dialect}' "
                        "(the decompose_activations pass writes it with stock layers)")
 
@@ -725,34 +734,42 @@ def _reshape(e: Emitter, n: Node) -> None:
     xs = e.shape(n.inputs[0])
     if shape and xs and shape[0] == xs[0]:
         shape[0] = 0  # "copy the batch dimension": the net still reshapes to other batch sizes
-    probe = e.S.LayerParameter(name=n.name, type="Reshape")
-    probe.reshape_param.shape.dim.extend(shape)
-    if e.violations(probe) and len(xs) > 1 and tuple(n.attrs["shape"]) == (xs[0], int(np.prod(xs[1:]))):
-        e.layer("Flatten", n.name, [n.inputs[0]], [n.outputs[0]])  # the same tensor, written the allowed way
-        return
     m = e.layer("Reshape", n.name, [n.inputs[0]], [n.outputs[0]])
     m.reshape_param.shape.dim.extend(shape)
 
 
 @handler("Transpose")
 def _transpose(e: Emitter, n: Node) -> None:
-    """The fork's (SSD's) Permute: top[i...] = bottom[i permuted by order], any rank."""
+    """The fork's (SSD's) Permute: top[i...] = bottom[i permuted by order], any rank.
+    (normalize_shapes already wrote a Transpose that moves only size-1 axes as a Reshape
+    wherever the dialect's Permute would not take it.)"""
     lt = e.profile.native_layer("transpose")
     if lt is None:
         raise BackendError(f"{n.where()}: Transpose has no layer in dialect '{e.dialect}'")
-    perm = [int(p) for p in n.attrs["perm"]]
-    probe = e.S.LayerParameter(name=n.name, type=lt)
-    probe.permute_param.order.extend(perm)
-    xs = e.shape(n.inputs[0])
-    moved = [p for p in perm if xs[p] != 1]
-    if e.violations(probe) and moved == sorted(moved):
-        # only size-1 axes move: the same memory order, so a Reshape writes the same tensor
-        out = [xs[p] for p in perm]
-        m = e.layer("Reshape", n.name, [n.inputs[0]], [n.outputs[0]])
-        m.reshape_param.shape.dim.extend([0 if perm[0] == 0 else out[0]] + out[1:])
-        return
     m = e.layer(lt, n.name, [n.inputs[0]], [n.outputs[0]])
-    m.permute_param.order.extend(perm)
+    _permute_order(m, n.attrs["perm"])
+
+
+def _permute_order(msg: Any, perm: Any) -> None:
+    msg.permute_param.order.extend(int(p) for p in perm)
+
+
+#: how the native layer of a construct carries an IR node's attrs (for :func:`native_keeps_rules`)
+_NATIVE_PARAMS: dict[str, Callable[[Any, dict[str, Any]], None]] = {
+    "transpose": lambda msg, attrs: _permute_order(msg, attrs["perm"]),
+}
+
+
+def native_keeps_rules(profile: Profile, construct: str, attrs: dict[str, Any]) -> bool:
+    """Whether ``construct``'s native layer under ``profile``, written for an IR node with
+    ``attrs``, keeps the profile's parameter rules (e.g. npu's Permute orders)."""
+    lt = profile.native_layer(construct)
+    fill = _NATIVE_PARAMS.get(construct)
+    if lt is None or fill is None:
+        return lt is not None
+    probe = get_schema(profile.schema).LayerParameter(name="probe", type=lt)
+    fill(probe, attrs)
+    return not profile.rule_violations(probe)
 
 
 _PAD_TYPES = {"constant": "CONSTANT", "edge": "REPLICATE", "reflect": "REFLECT"}
@@ -806,12 +823,6 @@ def _shuffle(e: Emitter, n: Node) -> None:
 
 # --------------------------------------------------------------------------- LRN / Resize
 # (LRN -> Caffe LRN; Resize -> a fixed-weight Deconvolution, proven per node by resize_plan)
-def _lrn_band(channels: int, size: int) -> np.ndarray:
-    """(C, C, 1, 1) 0/1 weights: output channel c sums the IR LRN window [c - (size-1)//2, c + size//2]."""
-    d = np.arange(channels)[None, :] - np.arange(channels)[:, None]
-    return ((d >= -((size - 1) // 2)) & (d <= size // 2)).astype(np.float32).reshape(channels, channels, 1, 1)
-
-
 @handler("LRN")
 def _lrn(e: Emitter, n: Node) -> None:
     """Caffe's ACROSS_CHANNELS LRN is the IR's for an odd size (lrn_layer.cpp: scale = k +
@@ -833,7 +844,8 @@ def _lrn(e: Emitter, n: Node) -> None:
     c = e.shape(x)[1]
     sq = e.power(x, e.fresh_blob(f"{n.name}/square"), f"{n.name}/square", power=2.0)
     acc = e.fresh_blob(f"{n.name}/window_sum")
-    m = e.layer("Convolution", f"{n.name}/window_sum", [sq], [acc], [_lrn_band(c, a["size"])])
+    band = lrn_window_matrix(c, a["size"]).reshape(c, c, 1, 1)
+    m = e.layer("Convolution", f"{n.name}/window_sum", [sq], [acc], [band])
     m.convolution_param.num_output = c
     m.convolution_param.bias_term = False
     m.convolution_param.kernel_size.append(1)

@@ -1,7 +1,7 @@
 """Exact stock-Caffe forms of an IR ``Resize``: a fixed-weight ``Deconvolution``.
 
 Along one axis an IR Resize is a linear map ``y = A x`` (``A`` is ``out x in``,
-defined by :mod:`xconv.reference`).  A grouped Deconvolution with stride
+built by :func:`xconv.reference.resize_matrix`).  A grouped Deconvolution with stride
 ``s`` and a 1-D kernel ``w`` is also linear and *shift invariant*: input
 ``j`` adds ``w[t] * x[j]`` to output ``s*j + t``.  Integer upsampling is shift
 invariant away from the borders, so the plan for one axis is:
@@ -32,9 +32,7 @@ from typing import Any, Mapping
 
 import numpy as np
 
-from xconv.ir import Node, SourceLoc
-from xconv.ops import make_attrs
-from xconv.reference import IMPLS
+from xconv.reference import resize_matrix
 
 log = logging.getLogger(__name__)
 
@@ -61,15 +59,6 @@ class AxisPlan:
         return self.keep != (0, self.length)
 
 
-def axis_matrix(attrs: Mapping[str, Any], in_size: int, out_size: int) -> np.ndarray:
-    """The IR Resize along one axis as an ``out x in`` float64 matrix (from the reference)."""
-    node = Node("Resize", "probe", ["x"], ["y"], make_attrs("Resize", **{**attrs, "sizes": (out_size, 1)}),
-                SourceLoc("xconv", "probe"))
-    eye = np.eye(in_size, dtype=np.float64).reshape(1, in_size, in_size, 1)  # channel j = e_j along H
-    out = IMPLS["Resize"](node, [eye])[0]  # (1, in, out, 1)
-    return np.ascontiguousarray(out[0, :, :, 0].T)
-
-
 def _strides(n: int, m: int) -> list[tuple[int, str]]:
     """Candidate (stride, size relation): ``m = s*n`` ("scale"), ``m = (n-1)*s + 1`` ("corners"),
     or one input copied ``m`` times ("ones")."""
@@ -90,7 +79,7 @@ def _kernel(attrs: Mapping[str, Any], s: int, rel: str) -> tuple[np.ndarray, int
         return np.ones(s), 0
     n = _VIRTUAL
     m = s * n if rel == "scale" else (n - 1) * s + 1
-    col = axis_matrix(attrs, n, m)[:, n // 2]
+    col = resize_matrix(attrs, n, m)[:, n // 2]
     nz = np.flatnonzero(np.abs(col) > EXACT_ATOL)
     if nz.size == 0:
         return None
@@ -113,7 +102,7 @@ def _chain(n: int, w: np.ndarray, s: int, edge: int, start: int, m: int) -> np.n
 
 def plan_axis(attrs: Mapping[str, Any], n: int, m: int) -> AxisPlan | None:
     """The Deconvolution form of the Resize along one axis of size ``n -> m``, or None."""
-    want = axis_matrix(attrs, n, m)
+    want = resize_matrix(attrs, n, m)
     for s, rel in _strides(n, m):
         kd = _kernel(attrs, s, rel)
         if kd is None:

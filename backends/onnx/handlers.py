@@ -15,7 +15,7 @@ import numpy as np
 
 from xconv.errors import BackendError
 from xconv.ir import Node
-from xconv.ops import pool_out
+from xconv.ops import lrn_window_matrix, pool_out
 
 from .emitter import Emitter, Lowering, ModelContext
 
@@ -416,13 +416,6 @@ def _reduce(node: Node, ctx: ModelContext) -> Lowering:
 
 
 # --------------------------------------------------------------------------- normalisation / resampling
-def lrn_window_matrix(channels: int, size: int) -> np.ndarray:
-    """(C, C) 0/1 matrix: row c selects the IR LRN window [c - (size-1)//2, c + size//2]."""
-    c = np.arange(channels)
-    d = c[None, :] - c[:, None]
-    return ((d >= -((size - 1) // 2)) & (d <= size // 2)).astype(np.float32)
-
-
 @_handler("LRN")
 def _lrn(node: Node, ctx: ModelContext) -> Lowering:
     """ONNX LRN is the IR op (the same window [c - (size-1)//2, c + size//2] and alpha / size).

@@ -693,7 +693,7 @@ def test_every_ir_op_without_caffe_form_is_listed_at_once() -> None:
         _node("Transpose", ["a"], ["b"], "to_nhwc", perm=(0, 2, 3, 1)),
         _node("ReduceMean", ["b"], ["c"], "mean_c", axes=(1,)),
         _node("ReduceMax", ["c"], ["d"], "max_c", axes=(1,)),
-        _node("Transpose", ["d"], ["e"], "transpose_back", perm=(0, 2, 1, 3)),
+        _node("Transpose", ["d"], ["e"], "transpose_back", perm=(0, 1, 3, 2)),
     ]
     g = Graph("bad", nodes, {"x": TensorType((1, 2, 3, 4))}, ["e"])
     for dialect in DIALECTS:

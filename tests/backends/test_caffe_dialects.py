@@ -411,6 +411,17 @@ def test_npu_writes_a_size1_transpose_as_reshape(tmp_path: Path) -> None:
     assert "Permute" in _emit(graph, "ceil-mode")[0]  # the fork takes the Permute as it is
 
 
+@needs_caffe
+@pytest.mark.parametrize("dialect", ["bvlc", "npu"])
+def test_size1_transpose_is_a_reshape_without_permute(dialect: str, tmp_path: Path) -> None:
+    """bvlc has no Permute at all: the same size-1 transpose is still exact there, as a stock
+    Reshape (normalize_shapes writes it before the backend's support check), and runs in pycaffe."""
+    graph, x, want = _torch_case(Fn(lambda x: x.transpose(1, 2)), (2, 3, 1, 5))
+    text, model = _emit(graph, dialect)
+    assert _layer_types(text, get_profile(dialect).schema) == ["Input", "Reshape"] and lint(text, dialect) == []
+    np.testing.assert_array_equal(_run_caffe(text, model, x, tmp_path), want)
+
+
 def test_npu_reshape_rules() -> None:
     """A Reshape to (N, C*H*W) is written as Flatten under npu; to 3-D it has no form there."""
     graph, _, _ = _torch_case(CASES["view_reshape"][0], CASES["view_reshape"][1])

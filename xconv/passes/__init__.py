@@ -8,7 +8,7 @@ runs them by name, re-validating after each.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -29,14 +29,15 @@ class PassContext:
         """Can the target express floor-mode pooling natively?"""
         return self.target == "caffe" and self.native("floor_pooling")
 
-    def native(self, construct: str) -> bool:
+    def native(self, construct: str, **attrs: Any) -> bool:
         """Does the target, in this dialect, write ``construct`` as one native layer?
 
-        Asked of the backend (its optional ``native(opts, construct)``), whose
-        dialect profiles declare it: passes never compare dialect names.
+        Asked of the backend (its optional ``native(opts, construct, **attrs)``), whose
+        dialect profiles declare it: passes never compare dialect names.  With ``attrs``
+        (the IR node's, e.g. ``perm=``) the layer must also keep the dialect's rules.
         """
         ask = self._backend_method("native")
-        return bool(ask and ask(self._emit_options(), construct))
+        return bool(ask and ask(self._emit_options(), construct, **attrs))
 
     def dialects_with(self, construct: str) -> tuple[str, ...]:
         """The other dialects of the target that write ``construct`` natively."""
@@ -52,6 +53,14 @@ class PassContext:
     def _emit_options(self) -> Any:
         from ..backend import EmitOptions  # noqa: PLC0415
         return EmitOptions(dialect=self.dialect)
+
+
+def dialect_hint(others: Sequence[str], what: str = "") -> str:
+    """``dialect(s) a, b <what> (--dialect a)``: the other dialects that write something
+    (for error messages); '' when there are none."""
+    if not others:
+        return ""
+    return f"dialect(s) {', '.join(others)}{' ' + what if what else ''} (--dialect {others[0]})"
 
 
 PassFn = Callable[[Graph, PassContext], Graph]

@@ -22,13 +22,22 @@ from ..ir import Graph, Node
 from . import PassContext, Rewriter, register_pass
 
 
+#: The constructs a Clip can be written natively with (dialects.CONSTRUCTS keys).
+CLIP_CONSTRUCTS: tuple[str, ...] = ("relu6", "clip")
+
+
+def clip_constructs(lo: float, hi: float) -> tuple[str, ...]:
+    """The native constructs (in order of preference; any one suffices) that write Clip(lo, hi)
+    as one layer: ``relu6`` for Clip(0, t) with a finite t, ``clip`` for finite bounds; () for
+    none (a plain Relu, or an infinite bound).  The pass and the Caffe emitter both ask this."""
+    if not math.isfinite(lo) or not math.isfinite(hi):
+        return ()
+    return CLIP_CONSTRUCTS if lo == 0.0 else ("clip",)
+
+
 def native_clip(ctx: PassContext, lo: float, hi: float) -> bool:
     """Whether Clip(lo, hi) is one native layer in the target's dialect."""
-    if lo == 0.0 and hi == math.inf:
-        return False  # a plain Relu
-    if lo == 0.0 and math.isfinite(hi) and ctx.native("relu6"):
-        return True
-    return math.isfinite(lo) and math.isfinite(hi) and ctx.native("clip")
+    return any(ctx.native(c) for c in clip_constructs(lo, hi))
 
 
 def _clip(rw: Rewriter, x: str, lo: float, hi: float, n: Node, output: str | None,

@@ -18,7 +18,7 @@ import numpy as np
 
 from ..errors import BackendError
 from ..ir import Graph
-from . import PassContext, Rewriter, register_pass
+from . import PassContext, Rewriter, dialect_hint, register_pass
 
 
 @register_pass("legalize_pad")
@@ -58,8 +58,7 @@ def legalize_pad(graph: Graph, ctx: PassContext) -> Graph:
                 raise BackendError(f"{n.where()}: {n.attrs['mode']} padding with value {n.attrs['value']} "
                                    f"has no exact form in Caffe dialect '{ctx.dialect or 'bvlc'}' (stock layers "
                                    "pad with zeros only); "
-                                   + (f"dialect(s) {', '.join(others)} have a Pad layer (--dialect {others[0]}), or "
-                                      if others else "")
+                                   + (dialect_hint(others, "have a Pad layer") + ", or " if others else "")
                                    + "convert to ONNX instead (--to onnx)")
             _explicit_pad(rw, n.inputs[0], n.attrs["pads"], n, output=n.outputs[0])
             continue

@@ -32,7 +32,7 @@ import numpy as np
 from ..errors import BackendError
 from ..ir import Graph, Node
 from ..ops import pool_out
-from . import PassContext, Rewriter, register_pass
+from . import PassContext, Rewriter, dialect_hint, register_pass
 
 
 def caffe_pool_out(size: int, k: int, s: int, p: int, ceil_mode: bool, any_pad: bool) -> int:
@@ -130,7 +130,7 @@ def legalize_pool(graph: Graph, ctx: PassContext) -> Graph:
                 f"{n.where()}: pooling k={n.attrs['kernel_shape']} s={n.attrs['strides']} pads={n.attrs['pads']} "
                 f"ceil_mode={n.attrs['ceil_mode']} on {shape[2:]} has no exact form in Caffe pooling "
                 f"(dialect '{ctx.dialect or 'bvlc'}'); "
-                + (f"dialect(s) {', '.join(others)} write floor rounding (--dialect {others[0]}), " if others else "")
+                + (dialect_hint(others, "write floor rounding") + ", " if others else "")
                 + "convert to ONNX, or change the model's padding")
         ceil_mode, ph, pw, (oh, ow) = plan
         attrs = {**n.attrs, "pads": (ph.pad, pw.pad, ph.pad, pw.pad), "ceil_mode": ceil_mode}

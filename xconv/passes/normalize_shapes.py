@@ -6,6 +6,10 @@
   -> Flatten(axis=1) / removed;
 * the channel-shuffle idiom Reshape(N,g,C/g,H,W) -> Transpose(0,2,1,3,4)
   -> Reshape(N,C,H,W) -> ChannelShuffle(g);
+* a Transpose that moves only size-1 axes (the other axes keep their order:
+  the memory order is unchanged) -> Reshape, unless the target writes that
+  Transpose natively within its dialect's rules (``ctx.native("transpose",
+  perm=...)``: a Caffe Permute where the dialect has one and takes the order);
 * chains of Reshape/Flatten collapse into one.
 """
 from __future__ import annotations
@@ -46,6 +50,10 @@ def normalize_shapes(graph: Graph, ctx: PassContext) -> Graph:
                 skip.update({tr.name, last.name})
                 rw.emit("ChannelShuffle", [n.inputs[0]], n.loc, n.name, output=last.outputs[0], group=grp)
                 continue
+        if n.op == "Transpose" and t_in is not None and _moves_only_size1(t_in.shape, n.attrs["perm"]) \
+                and not ctx.native("transpose", perm=tuple(n.attrs["perm"])):
+            _reshape_to(rw, n, n.inputs[0], t_in.shape, rw.g.types[n.outputs[0]].shape)
+            continue
         if n.op in ("Reshape", "Flatten") and t_in is not None:
             src = n.inputs[0]
             # collapse chains: look through a producing Reshape/Flatten with a single consumer
@@ -54,19 +62,28 @@ def normalize_shapes(graph: Graph, ctx: PassContext) -> Graph:
                     and src not in rw.g.outputs:
                 src = p.inputs[0]
                 p = prod.get(src)
-            shape_in = rw.g.type_of(src).shape
-            shape_out = rw.g.types[n.outputs[0]].shape
-            if shape_in == shape_out:
-                rw.emit("Identity", [src], n.loc, n.name, output=n.outputs[0])
-            elif _is_flat2(shape_in, shape_out):
-                rw.emit("Flatten", [src], n.loc, n.name, output=n.outputs[0], axis=1)
-            else:
-                rw.emit("Reshape", [src], n.loc, n.name, output=n.outputs[0], shape=shape_out)
+            _reshape_to(rw, n, src, rw.g.type_of(src).shape, rw.g.types[n.outputs[0]].shape)
             continue
         rw.keep(n)
     out = rw.finish()
     from .remove_identity import remove_identity
     return remove_identity(out, ctx)
+
+
+def _moves_only_size1(shape: tuple[int, ...], perm: tuple[int, ...]) -> bool:
+    """Whether transposing ``shape`` by ``perm`` keeps the non-1 axes in order (a pure reshape)."""
+    kept = [p for p in perm if shape[p] != 1]
+    return kept == sorted(kept)
+
+
+def _reshape_to(rw: Rewriter, n: Node, src: str, shape_in: tuple[int, ...], shape_out: tuple[int, ...]) -> None:
+    """Node ``n`` (same memory order in and out) as an Identity, Flatten(axis=1) or Reshape of ``src``."""
+    if shape_in == shape_out:
+        rw.emit("Identity", [src], n.loc, n.name, output=n.outputs[0])
+    elif _is_flat2(shape_in, shape_out):
+        rw.emit("Flatten", [src], n.loc, n.name, output=n.outputs[0], axis=1)
+    else:
+        rw.emit("Reshape", [src], n.loc, n.name, output=n.outputs[0], shape=shape_out)
 
 
 def _match_shuffle(n: Node, g: Graph, cons: dict[str, list[Node]], shape_in: tuple[int, ...]):
