@@ -72,12 +72,13 @@ import numpy as np
 log = logging.getLogger(__name__)
 
 HERE = Path(__file__).resolve().parent
+if str(HERE) not in sys.path:
+    sys.path.insert(0, str(HERE))
+# photos: PHOTOS at test time, CALIBRATION for the BatchNorm statistics and the logit scale
+from zoo import CALIBRATION, PHOTOS, center_photos  # noqa: E402
+
 # BGR mean of the Caffe ImageNet models (SENet/ResNet releases)
 BGR_MEAN = (104.0, 117.0, 123.0)
-# photos: REF at test time, CALIB for the BatchNorm statistics and the logit scale
-REF_PHOTOS = ("imagenet_00_243.jpg", "imagenet_05_853.jpg")
-CALIB_PHOTOS = tuple(f"imagenet_{i:02d}_{lab}.jpg" for i, lab in
-                     enumerate((243, 559, 438, 990, 949, 853, 609, 609)))
 LOGIT_SPREAD = 3.0
 CONV_STD_NO_BN = 100.0
 
@@ -438,9 +439,6 @@ def v1_caffemodel(v1_text: str, params: dict[str, list[np.ndarray]]) -> bytes:
 
 def photos(size: int, names: Sequence[str]) -> np.ndarray:
     """Caffe-style NCHW BGR float32 photos minus the mean (short side resized, centre crop)."""
-    if str(HERE) not in sys.path:
-        sys.path.insert(0, str(HERE))
-    from zoo import center_photos
     rgb = center_photos(size, names)
     bgr = rgb[..., ::-1] - np.asarray(BGR_MEAN, np.float32)
     return np.ascontiguousarray(bgr.transpose(0, 3, 1, 2), dtype=np.float32)
@@ -609,8 +607,8 @@ def _generate(g: GenSpec) -> dict[str, Any]:
         assert g.prototxt and g.head and g.size
         v2_path, size, head = Path(g.prototxt), g.size, g.head
     files["v2_prototxt"] = str(v2_path)
-    x_cal = photos(size, CALIB_PHOTOS[:g.calib])
-    x = photos(size, REF_PHOTOS[:g.batch])
+    x_cal = photos(size, CALIBRATION[:g.calib])
+    x = photos(size, PHOTOS[:g.batch])
     t0 = time.perf_counter()
     net = caffe.Net(str(v2_path), caffe.TEST)
     net_param = text_format.Parse(v2_path.read_text(), caffe_pb2.NetParameter())

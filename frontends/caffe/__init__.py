@@ -24,7 +24,7 @@ from typing import Any, Callable, Sequence
 
 import numpy as np
 
-from xconv.backends.caffe.schema import DIALECT_NAMES
+from xconv.backends.caffe.dialects import BUILTIN_PROFILES
 from xconv.errors import InputFileError, XconvError
 from xconv.ir import Graph
 
@@ -37,17 +37,14 @@ __all__ = ["load", "make_runner", "locate_weights", "read_prototxt", "HANDLERS",
            "parse_caffemodel_bytes", "read_caffemodel", "PYCAFFE_CANNOT_RUN"]
 log = logging.getLogger(__name__)
 
-#: What the pycaffe built here (the brocolli-caffe 9.0.2 fork) cannot run: BVLC master's additions.
-PYCAFFE_CANNOT_RUN = frozenset({"Clip", "Swish"})
-
-
-def _check_dialect(source_dialect: str | None) -> None:
-    if source_dialect is not None and source_dialect not in DIALECT_NAMES:
-        raise InputFileError(f"caffe: unknown --source-dialect {source_dialect!r}; known: {', '.join(DIALECT_NAMES)}")
+#: What the pycaffe built here (the brocolli-caffe 9.0.2 fork) cannot run: the layer types of the built-in
+#: profiles it cannot run (``runs_here``, i.e. BVLC master's additions) that no profile it runs has.
+PYCAFFE_CANNOT_RUN = frozenset().union(*(p.layer_types for p in BUILTIN_PROFILES if not p.runs_here)).difference(
+    *(p.layer_types for p in BUILTIN_PROFILES if p.runs_here))
 
 
 def read_prototxt(source: Any, source_dialect: str | None = None) -> CaffeNet:
-    _check_dialect(source_dialect)
+    """The deploy net; an unknown ``source_dialect`` is an InputFileError (from the schema's check)."""
     path = Path(os.fspath(source))
     try:
         text = path.read_text(encoding="utf-8")

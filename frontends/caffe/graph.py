@@ -22,7 +22,7 @@ import functools
 import logging
 import math
 from dataclasses import dataclass, field
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -68,7 +68,7 @@ def _show(fd: Any, value: Any) -> str:
 class Fields:
     """One parameter message, read field by field; remembers what was read."""
 
-    def __init__(self, msg: Any, where: str, ignored: Sequence[str] = ()) -> None:
+    def __init__(self, msg: Any, where: str, ignored: Iterable[str] = ()) -> None:
         self.msg = msg
         self.where = where
         self.read: set[str] = set(ignored)
@@ -96,6 +96,14 @@ class Fields:
     def leftover(self) -> list[str]:
         return [f"{fd.name}: {_show(fd, v)}" for fd, v in self.msg.ListFields()
                 if fd.name not in self.read and not _is_default(fd, v)]
+
+    def check(self) -> None:
+        """Every field set to a non-default value was read or declared irrelevant, or an error."""
+        left = self.leftover()
+        if left:
+            raise UnsupportedAttrError(f"{self.where}: {', '.join(left)} not understood by the converter "
+                                       "(it would change the numbers); remove it if it is a leftover, or "
+                                       "convert without this layer")
 
 
 # --------------------------------------------------------------------------- handlers
@@ -332,19 +340,14 @@ def _unsupported(net: CaffeNet, needed: set[int]) -> None:
 def _check_layer_fields(lay: CaffeLayer, param: str | None) -> None:
     """LayerParameter fields outside the handler's parameter message: generic ones are fine, another
     layer type's parameters are never read by Caffe (a warning), anything else is an error."""
-    bad = []
+    ignored = set(GENERIC_FIELDS) | ({param} if param else set())
     for fd, value in lay.msg.ListFields():
-        if fd.name in GENERIC_FIELDS or fd.name == param:
-            continue
-        if fd.name.endswith("_param") and fd.message_type is not None:
+        if fd.name not in ignored and fd.name.endswith("_param") and fd.message_type is not None:
             if value.ByteSize():
                 log.warning("%s: sets %s, which Caffe does not read for a %s layer; ignored", lay.where(), fd.name,
                             lay.type)
-            continue
-        if not _is_default(fd, value):
-            bad.append(f"{fd.name}: {_show(fd, value)}")
-    if bad:
-        raise UnsupportedAttrError(f"{lay.where()}: fields {bad} are not understood by the converter")
+            ignored.add(fd.name)
+    Fields(lay.msg, lay.where(), ignored).check()
 
 
 def _input_shape(name: str, shape: tuple[int, ...] | None, override: Sequence[int] | None, first: bool,
@@ -428,11 +431,7 @@ def _convert_layer(ctx: Ctx, lay: CaffeLayer, h: LayerHandler) -> None:
     for v, t in zip(ctx.plan.tops[lay.index], results):
         ctx.ir[v] = t
     for f in ctx.opened:
-        left = f.leftover()
-        if left:
-            raise UnsupportedAttrError(f"{f.where}: {', '.join(left)} not understood by the converter "
-                                       "(it would change the numbers); remove it if it is a leftover, or "
-                                       "convert without this layer")
+        f.check()
     _check_layer_fields(lay, h.param)
     sc = ctx.fused_scale(lay)
     if sc is not None:

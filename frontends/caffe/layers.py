@@ -60,10 +60,6 @@ def _pair(lay: CaffeLayer, p: Fields, square: str, stem: str, default: int | Non
     raise _bad(lay, f"{square} has {len(vals)} values: only 2-D (one or two values) is supported")
 
 
-def _param(ctx: Ctx, lay: CaffeLayer, suffix: str, value: np.ndarray) -> str:
-    return ctx.b.param(f"{lay.name}/{suffix}", np.ascontiguousarray(value, dtype=np.float32))
-
-
 # --------------------------------------------------------------------------- convolution / inner product
 @layer("Convolution", param="convolution_param", ignore=(*FILLERS, "engine", "force_nd_im2col"))
 def _conv(ctx: Ctx, lay: CaffeLayer, p: Fields | None) -> list[str]:
@@ -91,7 +87,7 @@ def _conv(ctx: Ctx, lay: CaffeLayer, p: Fields | None) -> list[str]:
         raise InputFileError(f"{lay.where()}: group {group} does not divide {c} input and {n_out} output channels")
     want = [("weight", (n_out, c // group, kh, kw))] + ([("bias", (n_out,))] if bias else [])
     blobs = ctx.blobs(lay, want)
-    ins = [x, _param(ctx, lay, "weight", blobs[0])] + ([_param(ctx, lay, "bias", blobs[1])] if bias else [])
+    ins = [x, ctx.const(lay, "weight", blobs[0])] + ([ctx.const(lay, "bias", blobs[1])] if bias else [])
     return [ctx.out("Conv", ins, lay, kernel_shape=(kh, kw), strides=(sh, sw), pads=(ph, pw, ph, pw),
                     dilations=(dh, dw), group=group)]
 
@@ -107,7 +103,7 @@ def _inner(ctx: Ctx, lay: CaffeLayer, p: Fields | None) -> list[str]:
     want = [("weight", (k, n_out) if transpose else (n_out, k))] + ([("bias", (n_out,))] if bias else [])
     blobs = ctx.blobs(lay, want)
     w = blobs[0].T if transpose else blobs[0]  # the IR's Gemm weight is [out, in]
-    ins = [_param(ctx, lay, "weight", w)] + ([_param(ctx, lay, "bias", blobs[1])] if bias else [])
+    ins = [ctx.const(lay, "weight", w)] + ([ctx.const(lay, "bias", blobs[1])] if bias else [])
     if axis == 1:
         flat = x if len(xs) == 2 else ctx.add("Flatten", [x], lay, "flatten", axis=1)
         return [ctx.out("Gemm", [flat, *ins], lay)]
@@ -191,8 +187,8 @@ def _batchnorm(ctx: Ctx, lay: CaffeLayer, p: Fields | None) -> list[str]:
         out_of = sc
     else:
         gamma, beta, out_of = np.ones(c, np.float32), np.zeros(c, np.float32), lay
-    ins = [x, _param(ctx, lay, "gamma", gamma), _param(ctx, lay, "beta", beta),
-           _param(ctx, lay, "mean", mean64), _param(ctx, lay, "var", var64)]
+    ins = [x, ctx.const(lay, "gamma", gamma), ctx.const(lay, "beta", beta),
+           ctx.const(lay, "mean", mean64), ctx.const(lay, "var", var64)]
     return [ctx.out("BatchNormalization", ins, lay, of=out_of, epsilon=eps)]
 
 
@@ -265,7 +261,7 @@ def _prelu(ctx: Ctx, lay: CaffeLayer, p: Fields | None) -> list[str]:
     shared = bool(p("channel_shared"))
     c = xs[1] if len(xs) >= 2 else 1
     (slope,) = ctx.blobs(lay, [("slope", () if shared else (c,))])  # Caffe's shared slope blob is 0-d
-    return [ctx.out("PRelu", [x, _param(ctx, lay, "slope", slope.reshape(1 if shared else c))], lay)]
+    return [ctx.out("PRelu", [x, ctx.const(lay, "slope", slope.reshape(1 if shared else c))], lay)]
 
 
 @layer("ReLU6", param="relu6_param")
@@ -462,18 +458,18 @@ def _scale_or_bias(ctx: Ctx, lay: CaffeLayer, p: Fields, op: str) -> list[str]:
             return [ctx.out(op, [x, s], lay)]
         y = ctx.add(op, [x, s], lay, "scale")
         bshape = tuple(sshape) + (1,) * (len(xs) - axis - len(sshape))
-        return [ctx.out("Add", [y, _param(ctx, lay, "bias", blobs[0].reshape(bshape))], lay)]
+        return [ctx.out("Add", [y, ctx.const(lay, "bias", blobs[0].reshape(bshape))], lay)]
     if num_axes == 0:
         axis = 0  # a scalar parameter: Caffe ignores the axis
     shape = _learned_shape(lay, xs, axis, num_axes)
     what = "scale" if op == "Mul" else "bias"
     blobs = ctx.blobs(lay, [(what, shape)] + ([("bias", shape)] if bias_term else []))
     bshape = shape + (1,) * (len(xs) - axis - len(shape))
-    c = _param(ctx, lay, what, blobs[0].reshape(bshape))
+    c = ctx.const(lay, what, blobs[0].reshape(bshape))
     if not bias_term:
         return [ctx.out(op, [x, c], lay)]
     y = ctx.add(op, [x, c], lay, "scale")
-    return [ctx.out("Add", [y, _param(ctx, lay, "bias", blobs[1].reshape(bshape))], lay)]
+    return [ctx.out("Add", [y, ctx.const(lay, "bias", blobs[1].reshape(bshape))], lay)]
 
 
 @layer("Scale", param="scale_param", ignore=("filler", "bias_filler"), bottoms=(1, 2))

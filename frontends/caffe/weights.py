@@ -22,12 +22,10 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator
-
 import numpy as np
 
 from xconv.errors import InputFileError
-from xconv.wire import read_varint
+from xconv.wire import iter_fields, packed_varints
 
 log = logging.getLogger(__name__)
 
@@ -40,10 +38,6 @@ BLOB_SHAPE, BLOB_DATA, BLOB_DOUBLE, BLOB_LEGACY = 7, 5, 8, (1, 2, 3, 4)
 REAL_FIELDS = {BLOB_DATA: ("float", "<f4", 5), BLOB_DOUBLE: ("double", "<f8", 1)}
 SHAPE_DIM = 1
 POOL_FIELD13 = 13
-
-
-class WireError(ValueError):
-    """Malformed protobuf bytes (truncated, bad wire type)."""
 
 
 @dataclass
@@ -80,67 +74,18 @@ class CaffeModel:
 
 
 # --------------------------------------------------------------------------- wire walking
-def _fields(buf: memoryview) -> Iterator[tuple[int, int, int | memoryview]]:
-    """(field number, wire type, value): varints as int, everything else as a memoryview slice."""
-    pos, n = 0, len(buf)
-    while pos < n:
-        try:
-            key, pos = read_varint(buf, pos)
-        except ValueError as e:
-            raise WireError(f"{e} at byte {pos}") from None
-        num, wt = key >> 3, key & 7
-        if num == 0:
-            raise WireError(f"field number 0 at byte {pos}")
-        if wt == 0:
-            try:
-                v, pos = read_varint(buf, pos)
-            except ValueError as e:
-                raise WireError(f"field {num}: {e}") from None
-            yield num, wt, v
-        elif wt == 2:
-            try:
-                ln, pos = read_varint(buf, pos)
-            except ValueError as e:
-                raise WireError(f"field {num}: {e}") from None
-            if pos + ln > n:
-                raise WireError(f"field {num} (length {ln}) at byte {pos} runs past the end ({n} bytes)")
-            yield num, wt, buf[pos:pos + ln]
-            pos += ln
-        elif wt in (1, 5):
-            w = 8 if wt == 1 else 4
-            if pos + w > n:
-                raise WireError(f"field {num}: truncated fixed{w * 8} at byte {pos}")
-            yield num, wt, buf[pos:pos + w]
-            pos += w
-        else:
-            raise WireError(f"field {num}: wire type {wt} at byte {pos} (groups/garbage)")
-
-
-def _varints(v: int | memoryview) -> list[int]:
-    if isinstance(v, int):
-        return [v]
-    out, pos = [], 0
-    while pos < len(v):
-        try:
-            x, pos = read_varint(v, pos)
-        except ValueError as e:
-            raise WireError(f"packed varints: {e}") from None
-        out.append(x)
-    return out
-
-
 def _blob(buf: memoryview) -> Blob:
     shape: list[int] | None = None
     legacy = [0, 0, 0, 0]
     has_legacy = False
     floats: list[np.ndarray] = []
     doubles: list[np.ndarray] = []
-    for num, wt, v in _fields(buf):
+    for num, wt, v in iter_fields(buf):
         if num == BLOB_SHAPE and wt == 2:
             shape = []
-            for n2, _, d in _fields(v):  # type: ignore[arg-type]
+            for n2, _, d in iter_fields(v):  # type: ignore[arg-type]
                 if n2 == SHAPE_DIM:
-                    shape.extend(_varints(d))  # type: ignore[arg-type]
+                    shape.extend(packed_varints(d))  # type: ignore[arg-type]
         elif num in BLOB_LEGACY and wt == 0:
             legacy[num - 1] = int(v)  # type: ignore[arg-type]
             has_legacy = True
@@ -148,7 +93,7 @@ def _blob(buf: memoryview) -> Blob:
             kind, dtype, fixed_wt = REAL_FIELDS[num]
             size = np.dtype(dtype).itemsize
             if wt == 2 and len(v) % size:  # type: ignore[arg-type]
-                raise WireError(f"packed {kind} data of {len(v)} bytes is not a multiple of {size}")  # type: ignore
+                raise ValueError(f"packed {kind} data of {len(v)} bytes is not a multiple of {size}")  # type: ignore
             if wt in (2, fixed_wt):  # packed, or one unpacked fixed-width element
                 (floats if num == BLOB_DATA else doubles).append(np.frombuffer(v, dtype=dtype))  # type: ignore
     # Caffe's Blob::FromProto: double_data wins when present; the copy makes the array aligned and owned
@@ -160,7 +105,7 @@ def _blob(buf: memoryview) -> Blob:
 
 def _field13(buf: memoryview) -> int | None:
     out = None
-    for num, wt, v in _fields(buf):
+    for num, wt, v in iter_fields(buf):
         if num == POOL_FIELD13 and wt == 0:
             out = int(v)  # type: ignore[arg-type]  # proto2: the last occurrence wins
     return out
@@ -170,7 +115,7 @@ def _layer(buf: memoryview, v1: bool) -> ModelLayer:
     name_f, type_f, blobs_f, pool_f = (V1_NAME, V1_TYPE, V1_BLOBS, V1_POOL) if v1 else (
         V2_NAME, V2_TYPE, V2_BLOBS, V2_POOL)
     lay = ModelLayer("", "")
-    for num, wt, v in _fields(buf):
+    for num, wt, v in iter_fields(buf):
         if num == name_f and wt == 2:
             lay.name = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
         elif num == type_f:
@@ -182,7 +127,7 @@ def _layer(buf: memoryview, v1: bool) -> ModelLayer:
             if f13 is not None:
                 lay.field13 = f13
         elif v1 and num == V1_V0 and wt == 2:
-            raise WireError("a V1 layer holds a V0 layer (the pre-2014 format); upgrade the caffemodel with "
+            raise ValueError("a V1 layer holds a V0 layer (the pre-2014 format); upgrade the caffemodel with "
                             "Caffe's upgrade_net_proto_binary tool first")
     return lay
 
@@ -193,14 +138,14 @@ def parse_caffemodel_bytes(data: bytes | memoryview, path: str = "<bytes>") -> C
     layers: dict[str, ModelLayer] = {}
     name, kinds = "", set()
     try:
-        for num, wt, v in _fields(buf):
+        for num, wt, v in iter_fields(buf):
             if num == NET_NAME and wt == 2:
                 name = bytes(v).decode("utf-8", "replace")  # type: ignore[arg-type]
             elif num in (NET_LAYER, NET_LAYERS) and wt == 2:
                 lay = _layer(v, v1=num == NET_LAYERS)  # type: ignore[arg-type]
                 kinds.add(num)
                 layers[lay.name] = lay
-    except WireError as e:
+    except ValueError as e:
         raise InputFileError(f"caffe: {path} is truncated or not a caffemodel (binary NetParameter): {e}; "
                              "re-download it, or pass the right file with --weights") from None
     if not layers and len(buf):

@@ -98,6 +98,25 @@ def _check(node: Any, a: dict[str, Any], known: set[str]) -> None:
         raise UnsupportedAttrError(f"{_where(node)}: attributes {left} are not supported")
 
 
+def _attrs(ctx: Ctx, n: Any, known: set[str]) -> dict[str, Any]:
+    """The node's attributes; any not in ``known`` is an error naming the node."""
+    a = ctx.attrs(n)
+    _check(n, a, known)
+    return a
+
+
+def _rank(ctx: Ctx, n: Any, x: str, want: int, what: str = "input") -> None:
+    r = len(ctx.shape(x))
+    if r != want:
+        raise UnsupportedAttrError(f"{_where(n)}: {what} has rank {r} ({ctx.shape(x)}); only {want}-D "
+                                   f"{'NCHW ' if want == 4 else ''}tensors are supported")
+
+
+def _opt_const(ctx: Ctx, n: Any, i: int, what: str) -> np.ndarray | None:
+    """Optional input ``i``: absent -> None, else it must be a constant."""
+    return None if ctx.v(n, i) is None else ctx.need_const(n, i, what)
+
+
 def convert_model(model: Any, *, input_shape: Sequence[int] | None = None, name: str | None = None,
                   source_file: str | None = None) -> Graph:
     from . import ops  # noqa: F401,PLC0415  (registers the handlers)

@@ -15,12 +15,7 @@ import numpy as np
 
 from xconv.errors import UnsupportedAttrError
 
-from .graph import Ctx, Value, _check, _where, handles, pads_of
-
-def _attrs(ctx: Ctx, n: Any, known: set[str]) -> dict[str, Any]:
-    a = ctx.attrs(n)
-    _check(n, a, known)
-    return a
+from .graph import Ctx, Value, _attrs, _opt_const, _rank, _where, handles, pads_of
 
 
 def _two(v: Sequence[int], node: Any, what: str) -> tuple[int, int]:
@@ -28,18 +23,6 @@ def _two(v: Sequence[int], node: Any, what: str) -> tuple[int, int]:
     if len(v) != 2:
         raise UnsupportedAttrError(f"{_where(node)}: {what}={v} is not 2-D (only 2-D spatial ops)")
     return (int(v[0]), int(v[1]))
-
-
-def _rank(ctx: Ctx, n: Any, x: str, want: int, what: str = "input") -> None:
-    r = len(ctx.shape(x))
-    if r != want:
-        raise UnsupportedAttrError(f"{_where(n)}: {what} has rank {r} ({ctx.shape(x)}); only {want}-D "
-                                   f"{'NCHW ' if want == 4 else ''}tensors are supported")
-
-
-def _opt_const(ctx: Ctx, n: Any, i: int, what: str) -> np.ndarray | None:
-    """Optional input ``i``: absent -> None, else it must be a constant."""
-    return None if ctx.v(n, i) is None else ctx.need_const(n, i, what)
 
 
 # --------------------------------------------------------------------------- constants
@@ -64,6 +47,15 @@ def shape(ctx: Ctx, n: Any) -> Sequence[Value]:
     return [s[int(a.get("start", 0)):int(a.get("end", len(s)))]]
 
 
+def _unsqueezed(shape: Sequence[int], axes: Sequence[Any]) -> list[int]:
+    """``shape`` with 1s inserted at ``axes`` (negative axes count from the end of the output)."""
+    out = list(shape)
+    rank = len(out) + len(axes)
+    for ax in sorted(int(v) % rank for v in axes):
+        out.insert(ax, 1)
+    return out
+
+
 def _fold(ctx: Ctx, n: Any) -> list[np.ndarray] | None:
     """All inputs constant -> the numpy result, else None."""
     r = _fold_raw(ctx, n)
@@ -81,11 +73,7 @@ def _fold_raw(ctx: Ctx, n: Any) -> list[np.ndarray] | None:
         return [np.take(x, vals[1].astype(np.int64), axis=a.get("axis", 0))]
     if op == "Unsqueeze":
         axes = a.get("axes") if "axes" in a else [int(v) for v in vals[1]]
-        out = x
-        rank = np.ndim(x) + len(axes)
-        for ax in sorted(int(v) % rank for v in axes):
-            out = np.expand_dims(out, ax)
-        return [out]
+        return [np.reshape(x, _unsqueezed(np.shape(x), axes))]
     if op == "Squeeze":
         axes = a.get("axes") if "axes" in a else (None if len(vals) < 2 or vals[1] is None else list(vals[1]))
         return [np.squeeze(x, axis=tuple(int(v) for v in axes) if axes is not None else None)]
@@ -195,11 +183,7 @@ def unsqueeze(ctx: Ctx, n: Any) -> Sequence[Value]:
     a = _attrs(ctx, n, {"axes"})
     x = ctx.act(n)
     axes = a.get("axes") if "axes" in a else ctx.need_const(n, 1, "axes")
-    out = list(ctx.shape(x))
-    rank = len(out) + len(axes)
-    for ax in sorted(int(v) % rank for v in axes):
-        out.insert(ax, 1)
-    return [_static_reshape(ctx, n, x, out)]
+    return [_static_reshape(ctx, n, x, _unsqueezed(ctx.shape(x), axes))]
 
 
 # --------------------------------------------------------------------------- convolution / dense

@@ -29,13 +29,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from xconv.errors import UnsupportedAttrError
+from xconv.ops import RESIZE_COORDS, RESIZE_NEAREST
 
-from .graph import Ctx, Value, _check, _where, handles
+from .graph import Ctx, Value, _attrs, _opt_const, _rank, _where, handles
 
 SCALE_RTOL = 1e-6  # float32 scales such as 1/3 differ from out/in by ~1e-8 relative
-COORDS = {"half_pixel": "half_pixel", "half_pixel_symmetric": "half_pixel", "asymmetric": "asymmetric",
-          "align_corners": "align_corners", "pytorch_half_pixel": "pytorch_half_pixel"}
-NEAREST = ("round_prefer_floor", "round_prefer_ceil", "floor", "ceil")
+# ONNX coordinate_transformation_mode -> IR mode (half_pixel_symmetric = half_pixel at the exact scales accepted)
+COORDS = {**{c: c for c in RESIZE_COORDS}, "half_pixel_symmetric": "half_pixel"}
 
 
 def _full(n: Any, values: Sequence[float], axes: Sequence[int] | None, base: Sequence[float],
@@ -92,9 +92,8 @@ def _emit(ctx: Ctx, n: Any, x: str, out: list[int], coord_scale: list[float], mo
                 "re-export with 'sizes' (or scales that divide the input exactly)")
     if antialias and mode != "nearest" and any(out[a] < shape[a] for a in (2, 3)):
         raise UnsupportedAttrError(f"{_where(n)}: antialias=1 when downscaling (a wider filter) is not supported")
-    if out[2:] == list(shape[2:]) and coord in ("half_pixel", "asymmetric", "align_corners",
-                                                "pytorch_half_pixel") and out[2] > 1 and out[3] > 1:
-        return [ctx.add("Identity", [x], n)]  # scale 1 maps every output index onto itself
+    if out[2:] == list(shape[2:]):  # scale 1 maps every output index onto itself (1 -> 1: index 0, any mode)
+        return [ctx.add("Identity", [x], n)]
     return [ctx.add("Resize", [x], n, sizes=(out[2], out[3]), mode=mode, coordinate_transformation_mode=coord,
                     nearest_mode=nearest)]
 
@@ -119,11 +118,9 @@ def _legacy(ctx: Ctx, n: Any, x: str, scales: np.ndarray, mode: str) -> Sequence
 
 @handles("Upsample")
 def upsample(ctx: Ctx, n: Any) -> Sequence[Value]:
-    a = ctx.attrs(n)
-    _check(n, a, {"mode", "scales", "height_scale", "width_scale"})
+    a = _attrs(ctx, n, {"mode", "scales", "height_scale", "width_scale"})
     x = ctx.act(n)
-    if len(ctx.shape(x)) != 4:
-        raise UnsupportedAttrError(f"{_where(n)}: input {ctx.shape(x)} is not NCHW")
+    _rank(ctx, n, x, 4)
     if "height_scale" in a or "width_scale" in a:  # opset 1
         scales = np.array([1, 1, a.get("height_scale", 1.0), a.get("width_scale", 1.0)])
     elif "scales" in a:
@@ -135,12 +132,10 @@ def upsample(ctx: Ctx, n: Any) -> Sequence[Value]:
 
 @handles("Resize")
 def resize(ctx: Ctx, n: Any) -> Sequence[Value]:
-    a = ctx.attrs(n)
-    _check(n, a, {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a", "exclude_outside",
-                  "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"})
+    a = _attrs(ctx, n, {"mode", "coordinate_transformation_mode", "nearest_mode", "cubic_coeff_a",
+                        "exclude_outside", "extrapolation_value", "antialias", "axes", "keep_aspect_ratio_policy"})
     x = ctx.act(n)
-    if len(ctx.shape(x)) != 4:
-        raise UnsupportedAttrError(f"{_where(n)}: input {ctx.shape(x)} is not NCHW; only 2-D spatial resizes")
+    _rank(ctx, n, x, 4)
     mode = _mode(n, a)
     if ctx.opset < 11:
         return _legacy(ctx, n, x, ctx.need_const(n, 1, "scales"), mode)
@@ -149,17 +144,14 @@ def resize(ctx: Ctx, n: Any) -> Sequence[Value]:
         raise UnsupportedAttrError(f"{_where(n)}: coordinate_transformation_mode {coord!r}; supported: "
                                    f"{sorted(COORDS)}")
     nearest = str(a.get("nearest_mode", "round_prefer_floor"))
-    if nearest not in NEAREST:
-        raise UnsupportedAttrError(f"{_where(n)}: nearest_mode {nearest!r}; supported: {list(NEAREST)}")
+    if nearest not in RESIZE_NEAREST:
+        raise UnsupportedAttrError(f"{_where(n)}: nearest_mode {nearest!r}; supported: {list(RESIZE_NEAREST)}")
     axes = a.get("axes")
     if axes is not None:
         if any(not -4 <= int(v) < 4 for v in axes) or len({int(v) % 4 for v in axes}) != len(axes):
             raise UnsupportedAttrError(f"{_where(n)}: axes {list(axes)} are not distinct axes of a 4-D tensor")
         axes = [int(v) % 4 for v in axes]
-    scales = ctx.const(n, 2) if ctx.v(n, 2) is not None else None
-    sizes = ctx.const(n, 3) if ctx.v(n, 3) is not None else None
-    for i, v, what in ((2, scales, "scales"), (3, sizes, "sizes")):
-        if ctx.v(n, i) is not None and v is None:
-            ctx.need_const(n, i, what)  # raises: computed at run time
+    scales = _opt_const(ctx, n, 2, "scales")
+    sizes = _opt_const(ctx, n, 3, "sizes")
     out, sc = _plan(n, ctx.shape(x), scales, sizes, axes, str(a.get("keep_aspect_ratio_policy", "stretch")))
     return _emit(ctx, n, x, out, sc, mode, COORDS[coord], nearest, bool(a.get("antialias", 0)))

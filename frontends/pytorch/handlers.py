@@ -18,9 +18,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from xconv.ir import Node as IRNode, SourceLoc
-from xconv.ops import make_attrs
-from xconv.reference import IMPLS as REFERENCE
+from xconv.reference import resize_matrix
 
 from .core import (Builder, Call, ConstTensor, TensorRef, Unavailable, check_rank, is_number, norm_axis,
                    on_function, on_method, on_module, on_named_function, pair, resolve_shape, tensor_in)
@@ -922,9 +920,11 @@ def _probe_inputs(h: int, w: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def _ir_resize(x: np.ndarray, sizes: tuple[int, int], enc: dict[str, str]) -> np.ndarray:
-    """The IR reference's Resize of ``x`` (float64)."""
-    node = IRNode("Resize", "probe", ["x"], ["y"], make_attrs("Resize", sizes=sizes, **enc), SourceLoc("probe", "probe"))
-    return REFERENCE["Resize"](node, [x])[0]
+    """The IR reference's Resize of ``x`` (float64), applied as its per-axis matrices
+    (the IR Resize is separable: H, then W)."""
+    mh = resize_matrix(enc, x.shape[2], sizes[0])
+    mw = resize_matrix(enc, x.shape[3], sizes[1])
+    return np.einsum("nchw,oh,qw->ncoq", x, mh, mw)
 
 
 def emit_resize(b: Builder, call: Call, x: TensorRef, mode: str, align_corners: Any, size: Any,

@@ -27,14 +27,16 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+import caffe_zoo
 from irgraphs import try_import
-from xconv import cli, reference
+from xconv import cli, reference, wire
 from xconv.backend import EmitOptions
 from xconv.backends.caffe.schema import get_schema, parse_caffemodel, parse_prototxt
 from xconv.convert import convert
 from xconv.errors import InputFileError, UnsupportedAttrError, UnsupportedOpError, XconvError
 from xconv.frontends import caffe as xc
 from xconv.ir import Graph
+from xconv.verify.runners import InProcessCaffeRunner
 
 os.environ.setdefault("GLOG_minloglevel", "2")
 caffe = try_import("caffe")  # pycaffe is the reference of every test here
@@ -83,13 +85,7 @@ def save_v2(tmp: Path, name: str, text: str, seed: int = 0) -> tuple[Path, Path]
 
 
 def caffe_run(proto: Path, model: Path, x: np.ndarray, output: str | None = None) -> np.ndarray:
-    net = caffe.Net(str(proto), caffe.TEST, weights=str(model))
-    inp = net.inputs[0]
-    net.blobs[inp].reshape(*x.shape)
-    net.reshape()
-    net.blobs[inp].data[...] = x
-    net.forward()
-    return net.blobs[output or net.outputs[0]].data.copy()
+    return InProcessCaffeRunner(proto, model, output)(x)
 
 
 def ir_run(g: Graph, x: np.ndarray) -> np.ndarray:
@@ -311,18 +307,17 @@ V1_BLOBS = {  # layer -> (V1 type, legacy (num, channels, height, width) of each
 
 
 def save_v1_caffemodel(path: Path, blobs: dict[str, tuple[str, list[tuple[int, int, int, int]]]], seed: int) -> None:
-    """A V1 caffemodel (``layers``, enum types, legacy blob dims) made with the schema's V1 messages."""
-    S = get_schema("bvlc")
+    """A V1 caffemodel of NET_V1 (``layers``, enum types, legacy blob dims): caffe_zoo's V1 writer."""
     rng = np.random.default_rng(seed)
-    net = S.NetParameter(name="v1net")
+    params: dict[str, list[np.ndarray]] = {}
     for name, (type_, shapes) in blobs.items():
-        lay = net.layers.add(name=name, type=S.V1LayerParameter.LayerType.Value(type_))
+        params[name] = []
         for k, (n, c, h, w) in enumerate(shapes):
             data = rng.standard_normal(n * c * h * w).astype(np.float32)
             if k == 0:
                 data /= np.sqrt(c * h * w if type_ == "CONVOLUTION" else w)
-            lay.blobs.add(num=n, channels=c, height=h, width=w).data.extend(data.tolist())
-    path.write_bytes(net.SerializeToString())
+            params[name].append(data.reshape(n, c, h, w))
+    path.write_bytes(caffe_zoo.v1_caffemodel(NET_V1, params))
 
 
 def test_v1_net(tmp_path: Path) -> None:
@@ -718,21 +713,11 @@ def test_cli_convert_verify_inspect(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 # --------------------------------------------------------------------------- blob wire encodings
-def _varint(n: int) -> bytes:
-    out = bytearray()
-    while True:
-        out.append((n & 0x7F) | (0x80 if n > 0x7F else 0))
-        n >>= 7
-        if not n:
-            return bytes(out)
-
-
 def _tag(num: int, wt: int) -> bytes:
-    return _varint((num << 3) | wt)
+    return wire.varint((num << 3) | wt)
 
 
-def _len_field(num: int, payload: bytes) -> bytes:
-    return _tag(num, 2) + _varint(len(payload)) + payload
+_len_field = wire.field
 
 
 def test_blob_encodings_read_as_caffes_protobuf_reads_them() -> None:

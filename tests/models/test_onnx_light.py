@@ -218,7 +218,7 @@ def _train_mode_probe(m: onnx.ModelProto) -> tuple[onnx.ModelProto, list[str]]:
         xs.append(x)
     del g.node[:]
     g.node.extend(nodes)
-    return _with_outputs(p, xs), list(dict.fromkeys(xs))
+    return _with_outputs(p, xs, copy=False), list(dict.fromkeys(xs))
 
 
 def _calibrate(m: onnx.ModelProto, x: np.ndarray, rng: np.random.Generator) -> str:
@@ -244,12 +244,13 @@ def _calibrate(m: onnx.ModelProto, x: np.ndarray, rng: np.random.Generator) -> s
         z = z.mean(axis=(2, 3))
     mu = z.mean(0)
     s = 3.0 / float((z - mu).std())
-    inits = {i.name: numpy_helper.to_array(i) for i in g.initializer}
+    inits = {i.name: i for i in g.initializer}  # to numpy: only the two rescaled below
     w = _source_init(last.input[1], m)
-    _set_init(m, w, inits[w] * s)
+    _set_init(m, w, numpy_helper.to_array(inits[w]) * s)
     if len(last.input) > 2 and last.input[2]:
         b = _source_init(last.input[2], m)
-        _set_init(m, b, (inits[b] - mu.reshape(inits[b].shape)) * s)
+        bias = numpy_helper.to_array(inits[b])
+        _set_init(m, b, (bias - mu.reshape(bias.shape)) * s)
     soft = [n for n in g.node if n.op_type == "Softmax"]
     return soft[-1].input[0] if soft else g.output[0].name
 
@@ -280,7 +281,7 @@ def _prepared(name: str) -> tuple[Any, np.ndarray, list[np.ndarray], float]:
     x = calib[:len(zoo.PHOTOS)]
     model, logits = randomise(onnx.load(str(LIGHT / f"{name}.onnx")), seed=0, calib=calib)
     names = list(dict.fromkeys([model.graph.output[0].name, logits]))
-    model = _with_outputs(model, names)
+    model = _with_outputs(model, names, copy=False)  # randomise() returned a private copy
     want = ort_run(model, x, names)
     top1 = want[names[-1]].reshape(len(x), -1).argmax(1)
     assert len(set(top1.tolist())) == len(x), f"{name}: the randomised model sends the photos to one class {top1}"
