@@ -20,7 +20,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, ROOT, Run, measure, publish
+from .run import PY, REPEAT, ROOT, Run, budget_rows, measure, publish, runs_json
 
 MAKE = r"""
 import sys, json
@@ -72,11 +72,8 @@ def main() -> None:
              "| model | weights (MB) | route | wall (s) | peak RSS (MB) | RSS budget (MB) |",
              "| --- | ---: | --- | ---: | ---: | ---: |"]
     for arch, wmb, r in rows:
-        for tool, run in r.items():
-            budget = "" if tool.startswith("pycaffe") else f"{2 * wmb + 300:.0f}"
-            lines.append(f"| {arch} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | {budget} |")
-    publish(lines, "results_caffe.json",
-            [{"model": a, "weights_mb": w, **{t: vars(v) for t, v in r.items()}} for a, w, r in rows])
+        lines += budget_rows([arch], wmb, r, lambda tool: not tool.startswith("pycaffe"))
+    publish(lines, "results_caffe.json", [{"model": a, "weights_mb": w, **runs_json(r)} for a, w, r in rows])
 
 
 if __name__ == "__main__":

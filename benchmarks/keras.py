@@ -16,7 +16,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, Run, measure, publish
+from .run import PY, REPEAT, Run, budget_rows, measure, publish, runs_json
 
 MAKE = r"""
 import os, sys
@@ -77,13 +77,9 @@ def main() -> None:
              "| model | file | weights (MB) | tool | wall (s) | peak RSS (MB) | RSS budget (MB) |",
              "| --- | --- | ---: | --- | ---: | ---: | ---: |"]
     for name, suffix, wmb, r in rows:
-        for tool, run in r.items():
-            budget = f"{2 * wmb + 300:.0f}" if tool.startswith("xconv") else ""
-            lines.append(f"| {name} | {suffix} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | "
-                         f"{budget} |")
+        lines += budget_rows([name, suffix], wmb, r, lambda tool: tool.startswith("xconv"))
     publish(lines, "results_keras.json",
-            [{"model": n, "file": s, "weights_mb": w, **{t: vars(run) for t, run in r.items()}}
-             for n, s, w, r in rows])
+            [{"model": n, "file": s, "weights_mb": w, **runs_json(r)} for n, s, w, r in rows])
 
 
 if __name__ == "__main__":

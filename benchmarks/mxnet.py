@@ -17,7 +17,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from .run import PY, REPEAT, ROOT, Run, measure, publish
+from .run import PY, REPEAT, ROOT, Run, budget_rows, measure, publish, runs_json
 
 MAKE = r"""
 import sys, numpy as np
@@ -86,15 +86,8 @@ def main() -> None:
              "| model | weights (MB) | tool | wall (s) | peak RSS (MB) | RSS budget (MB) |",
              "| --- | ---: | --- | ---: | ---: | ---: |"]
     for arch, wmb, r in rows:
-        for tool, run in r.items():
-            if isinstance(run, str):
-                lines.append(f"| {arch} | {wmb:.0f} | {tool} | {run} | | |")
-                continue
-            budget = f"{2 * wmb + 300:.0f}" if tool.startswith("xconv") else ""
-            lines.append(f"| {arch} | {wmb:.0f} | {tool} | {run.wall_s:.2f} | {run.peak_rss_mb:.0f} | {budget} |")
-    publish(lines, "results_mxnet.json",
-            [{"model": a, "weights_mb": w, **{t: (vars(v) if not isinstance(v, str) else v) for t, v in r.items()}}
-             for a, w, r in rows])
+        lines += budget_rows([arch], wmb, r, lambda tool: tool.startswith("xconv"))
+    publish(lines, "results_mxnet.json", [{"model": a, "weights_mb": w, **runs_json(r)} for a, w, r in rows])
 
 
 if __name__ == "__main__":

@@ -22,6 +22,7 @@ import tempfile
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Callable
 
 ROOT = Path(__file__).resolve().parent.parent
 PY = sys.executable
@@ -55,6 +56,28 @@ def measure(name: str, cmd: list[str], env: dict[str, str] | None = None) -> Run
     assert best is not None
     return best
 
+
+def budget_rows(cells: list[str], weights_mb: float, runs: dict[str, Run | str],
+                budgeted: Callable[[str], bool]) -> list[str]:
+    """Markdown rows ``| *cells | weights | tool | wall | peak RSS | budget |``, one per tool.
+
+    The RSS budget, 2 x weights + 300 MB, is filled in for the tools ``budgeted`` names; a run given
+    as a string (a peer that failed, with why) fills the wall column and leaves the rest empty.
+    """
+    out = []
+    for tool, run in runs.items():
+        head = "| " + " | ".join([*cells, f"{weights_mb:.0f}", tool]) + " | "
+        if isinstance(run, str):
+            out.append(head + f"{run} | | |")
+            continue
+        budget = f"{2 * weights_mb + 300:.0f}" if budgeted(tool) else ""
+        out.append(head + f"{run.wall_s:.2f} | {run.peak_rss_mb:.0f} | {budget} |")
+    return out
+
+
+def runs_json(runs: dict[str, Run | str]) -> dict[str, object]:
+    """``runs`` as JSON-ready values (a failed peer's string as it is)."""
+    return {t: v if isinstance(v, str) else asdict(v) for t, v in runs.items()}
 
 
 def publish(lines: list[str], json_name: str, data: object) -> None:
